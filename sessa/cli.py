@@ -1,0 +1,61 @@
+"""`sessa` command line: one sub-command per module in sessa/commands (imported only when used)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help); each module defines add_arguments(parser) and run(args) -> int
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("sessa.commands.bench", "train Sessa and the baselines on a task with one budget; table + plot"),
+    "train": ("sessa.commands.train", "train a model from a YAML config and/or flags (resumable)"),
+    "eval": ("sessa.commands.eval", "evaluate a checkpoint: loss, perplexity, top-1/top-5 accuracy"),
+    "data": ("sessa.commands.data", "generate task data sets (SymbolSoup, Diffuse MQAR, ...)"),
+    "generate": ("sessa.commands.generate", "sample text from a checkpoint, streaming tokens"),
+    "tails": ("sessa.commands.tails", "measure memory tails (influence vs lag) and fit exponents"),
+    "info": ("sessa.commands.info", "print a model's configuration and parameter counts"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    found = {}
+    for name, (mod, help_) in COMMANDS.items():
+        if importlib.util.find_spec(mod) is not None:
+            found[name] = (mod, help_)
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sessa", description="Sessa: Selective State Space Attention")
+    parser.add_argument("--version", action="version", version=f"sessa {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (mod, help_) in _available().items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=mod)
+        importlib.import_module(mod).add_arguments(p)
+    return parser
+
+
+def _version() -> str:
+    from sessa import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        # user errors get one clear line, not a traceback
+        print(f"sessa {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The Sessa feedback solve: s_t = f_t + gamma_t * sum_{j<t} softmax_{j<t}(scale * q_t . k_j) s_j.
+
+`feedback_solve` validates its arguments and dispatches to one implementation:
+    naive      dense T x T matrix + triangular solve (the oracle, O(T^2) memory)
+    recurrent  token loop (decoding, second oracle)
+    chunk      block forward substitution with online softmax, O(T * D) memory (training default)
+    auto       recurrent for a single new token, chunk otherwise
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from sessa.ops.feedback.naive import naive_feedback_solve
+from sessa.ops.feedback.recurrent import recurrent_feedback_solve
+from sessa.ops.utils import check_cu_seqlens, check_positive_int, check_tensor
+
+IMPLS: dict[str, Callable[..., torch.Tensor]] = {
+    "naive": naive_feedback_solve,
+    "recurrent": recurrent_feedback_solve,
+}
+try:  # the fast path lives in its own module
+    from sessa.ops.feedback.chunk import chunk_feedback_solve
+
+    IMPLS["chunk"] = chunk_feedback_solve
+except ImportError:  # pragma: no cover - only while the fast path is absent
+    pass
+
+DEFAULT_CHUNK_SIZE = 64
+FinalState = tuple[torch.Tensor, torch.Tensor]
+
+
+def _validate(q, k, f, gamma, scale, initial_state, attention_mask, cu_seqlens) -> float:
+    for name, x in (("q", q), ("k", k), ("f", f)):
+        check_tensor(name, x, ndim=4, floating=True)
+    check_tensor("gamma", gamma, ndim=3, floating=True)
+    B, T, H, dk = q.shape
+    if k.shape != q.shape:
+        raise ValueError(f"k must have the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
+    if f.shape[:3] != (B, T, H):
+        raise ValueError(f"f must be [B, T, H, dv] = [{B}, {T}, {H}, dv], got {tuple(f.shape)}")
+    if gamma.shape != (B, T, H):
+        raise ValueError(f"gamma must be [B, T, H] = [{B}, {T}, {H}], got {tuple(gamma.shape)}")
+    if dk == 0 or f.shape[-1] == 0 or H == 0:
+        raise ValueError(f"head count and widths must be >= 1, got q {tuple(q.shape)}, f {tuple(f.shape)}")
+    if scale is None:
+        scale = 1.0 / math.sqrt(dk)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a finite float > 0, got {scale!r}")
+    n_past = 0
+    if initial_state is not None:
+        if not (isinstance(initial_state, (tuple, list)) and len(initial_state) == 2):
+            raise TypeError("initial_state must be a pair (k_past [B, Tp, H, dk], s_past [B, Tp, H, dv])")
+        k_past, s_past = initial_state
+        check_tensor("initial_state[0] (k_past)", k_past, ndim=4, floating=True)
+        check_tensor("initial_state[1] (s_past)", s_past, ndim=4, floating=True)
+        n_past = k_past.shape[1]
+        if k_past.shape != (B, n_past, H, dk):
+            raise ValueError(f"k_past must be [{B}, Tp, {H}, {dk}], got {tuple(k_past.shape)}")
+        if s_past.shape != (B, n_past, H, f.shape[-1]):
+            raise ValueError(f"s_past must be [{B}, {n_past}, {H}, {f.shape[-1]}], got {tuple(s_past.shape)}")
+    if attention_mask is not None:
+        check_tensor("attention_mask", attention_mask, ndim=2)
+        if attention_mask.shape != (B, n_past + T):
+            raise ValueError(
+                f"attention_mask must be [B, past + T] = [{B}, {n_past + T}], got {tuple(attention_mask.shape)}"
+            )
+    if cu_seqlens is not None:
+        if B != 1:
+            raise ValueError(f"with cu_seqlens the batch must be packed into B = 1, got B = {B}")
+        if initial_state is not None or attention_mask is not None:
+            raise ValueError("cu_seqlens cannot be combined with initial_state or attention_mask")
+        check_cu_seqlens(cu_seqlens, T)
+    return float(scale)
+
+
+def feedback_solve(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    f: torch.Tensor,
+    gamma: torch.Tensor,
+    *,
+    scale: float | None = None,
+    impl: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    initial_state: FinalState | None = None,
+    output_final_state: bool = False,
+    cu_seqlens: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, FinalState]:
+    """Solve (I - diag(gamma) A_fb) s = f for s.
+
+    Args:
+        q, k: [B, T, H, dk] feedback queries and keys. f: [B, T, H, dv]. gamma: [B, T, H].
+        scale: logit scale, default 1/sqrt(dk).
+        impl: "auto" | "chunk" | "naive" | "recurrent".
+        chunk_size: block size C of the chunked solve.
+        initial_state: (k_past [B, Tp, H, dk], s_past [B, Tp, H, dv]) — earlier tokens every row may read.
+        output_final_state: also return (k_all, s_all) = past and new keys / solutions, the next state.
+        cu_seqlens: [N + 1] offsets of N sequences packed along T (B = 1); no reads across boundaries.
+        attention_mask: [B, Tp + T] with 1 for real tokens; padded tokens neither read nor are read.
+    Returns:
+        s: [B, T, H, dv] in f's dtype (accumulated in float32, or float64 for float64 inputs),
+        and the final state when output_final_state.
+    """
+    scale = _validate(q, k, f, gamma, scale, initial_state, attention_mask, cu_seqlens)
+    if not isinstance(impl, str) or impl not in (*IMPLS, "auto"):
+        raise ValueError(f"impl must be one of {sorted((*IMPLS, 'auto'))}, got {impl!r}")
+    check_positive_int("chunk_size", chunk_size)
+    T = q.shape[1]
+    if impl == "auto":
+        impl = "recurrent" if T <= 1 or "chunk" not in IMPLS else "chunk"
+        if impl == "chunk" and not torch.is_grad_enabled() and T <= 8:
+            impl = "recurrent"
+    fn = IMPLS[impl]
+    kwargs: dict = {"scale": scale}
+    if impl == "chunk":
+        kwargs["chunk_size"] = chunk_size
+    if T == 0:
+        s = f.clone()
+    elif cu_seqlens is not None and getattr(fn, "supports_cu_seqlens", False):
+        s = fn(q, k, f, gamma, cu_seqlens=cu_seqlens, **kwargs)
+    elif cu_seqlens is not None:  # generic fallback: each packed sequence alone
+        bounds = cu_seqlens.tolist()
+        parts = [
+            fn(q[:, a:b], k[:, a:b], f[:, a:b], gamma[:, a:b], **kwargs)
+            for a, b in zip(bounds[:-1], bounds[1:])
+            if b > a
+        ]
+        s = torch.cat(parts, dim=1) if parts else f.clone()
+    else:
+        s = fn(q, k, f, gamma, initial_state=initial_state, attention_mask=attention_mask, **kwargs)
+    if not output_final_state:
+        return s
+    if cu_seqlens is not None:
+        raise ValueError("output_final_state is not defined for packed sequences (cu_seqlens)")
+    k_all, s_all = k, s
+    if initial_state is not None:
+        k_all = torch.cat([initial_state[0].to(k.dtype), k], dim=1)
+        s_all = torch.cat([initial_state[1].to(s.dtype), s], dim=1)
+    return s, (k_all, s_all)
+
+
+__all__ = ["feedback_solve", "naive_feedback_solve", "recurrent_feedback_solve", "IMPLS", "DEFAULT_CHUNK_SIZE"]
