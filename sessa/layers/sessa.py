@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sessa.layers.block import GatedBlock
+from sessa.layers.cache import SessaLayerCache
 from sessa.layers.checks import check_gamma_max, check_heads, check_positive_float
 from sessa.layers.rope import apply_rope
 from sessa.ops import DEFAULT_CHUNK_SIZE, feedback_solve
+from sessa.ops.utils import check_cu_seqlens, check_tensor
 
 
 class SessaMixer(nn.Module):
@@ -66,14 +68,17 @@ class SessaMixer(nn.Module):
             q, k = apply_rope(q, positions, self.rope_theta), apply_rope(k, positions, self.rope_theta)
         return q, k, v
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None):
-        """f = W_o softmax(q k^T / sqrt(d)) v over [B, T, H, d] tensors (causal when mask is None)."""
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+        causal: bool = True,
+    ):
+        """f = W_o softmax(q k^T / sqrt(d)) v over [B, T, H, d] tensors (causal: no mask and causal)."""
         f = F.scaled_dot_product_attention(
             q.transpose(1, 2),
             k.transpose(1, 2),
             v.transpose(1, 2),
             attn_mask=mask,
-            is_causal=mask is None,
+            is_causal=mask is None and causal,
             enable_gqa=self.n_kv_heads != self.n_heads,
         )
         f = f.transpose(1, 2).reshape(q.shape[0], q.shape[1], self.d_model)
@@ -85,10 +90,68 @@ class SessaMixer(nn.Module):
         gamma = self.gamma_max * torch.tanh(self.gamma_bias + self.gamma_proj(a))
         return q_b, k_b, gamma
 
-    def forward(self, a: torch.Tensor) -> torch.Tensor:
-        """a_bar: [B, T, D] -> s: [B, T, D]."""
-        T = a.shape[1]
-        positions = torch.arange(T, device=a.device)
+    def forward(
+        self,
+        a: torch.Tensor,
+        *,
+        cache: SessaLayerCache | None = None,
+        use_cache: bool = False,
+        attention_mask: torch.Tensor | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+    ):
+        """a_bar [B, T, D] -> s [B, T, D]; with a cache or use_cache -> (s, cache), updated in place.
+
+        cache continues earlier tokens (T = 1 decode, T > 1 chunked prefill); attention_mask [B, past + T]
+        (1 = real) hides padded tokens in both branches and RoPE counts real tokens only; cu_seqlens [N + 1]
+        packs N sequences along T (B = 1): no attention across boundaries, positions restart.
+        """
+        check_tensor("a", a, ndim=3, floating=True)
+        if a.shape[-1] != self.d_model:
+            raise ValueError(f"a must have width d_model = {self.d_model}, got {a.shape[-1]}")
+        if not isinstance(use_cache, bool):
+            raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+        B, T, _ = a.shape
+        if cu_seqlens is not None:
+            return self._forward_packed(a, cu_seqlens, cache, use_cache, attention_mask)
+        if cache is None and not use_cache and attention_mask is None:
+            return self._forward_plain(a)
+        if cache is not None or use_cache:
+            if T == 0:
+                raise ValueError("a must hold at least one new token (T >= 1) when a cache is used")
+            cache = self._layer_cache(cache, a)
+        n_past = 0 if cache is None else cache.seq_len
+        past_mask = None if cache is None else cache.attention_mask
+        mask = check_attention_mask(attention_mask, B, n_past, T, past_mask, a.device)
+        if mask is None:  # no padding anywhere: positions are plain counts
+            positions = torch.arange(n_past, n_past + T, device=a.device)
+        else:  # position = number of real tokens before it in its row
+            new = mask[:, n_past:].long()
+            base = cache.next_positions[:, None] if cache is not None else 0
+            positions = base + new.cumsum(1) - new
+        q, k, v = self.forward_qkv(a, positions)
+        if cache is not None:
+            cache.append_kv(k, v)
+            k, v = cache.k, cache.v  # past + new, read from the buffer without a copy
+        f = self.attend(q, k, v, forward_mask(mask, n_past, T, a.device), causal=n_past == 0)
+        s = f
+        if self.feedback:
+            q_b, k_b, gamma = self.feedback_inputs(a)
+            state = (cache.k_b, cache.s) if cache is not None and n_past > 0 else None
+            s = feedback_solve(
+                q_b, k_b, f.unsqueeze(2), gamma,
+                scale=1.0 / math.sqrt(self.d_model), impl=self.impl, chunk_size=self.chunk_size,
+                initial_state=state, attention_mask=mask,
+            ).squeeze(2)
+            if cache is not None:
+                cache.append_feedback(k_b, s.unsqueeze(2))
+        if cache is None:
+            return s
+        cache.append_mask(None if mask is None else mask[:, n_past:], T)
+        return s, cache
+
+    def _forward_plain(self, a: torch.Tensor) -> torch.Tensor:
+        """The training path: one causal sequence per row, positions 0..T-1."""
+        positions = torch.arange(a.shape[1], device=a.device)
         f = self.attend(*self.forward_qkv(a, positions))
         if not self.feedback:
             return f
@@ -98,6 +161,92 @@ class SessaMixer(nn.Module):
             scale=1.0 / math.sqrt(self.d_model), impl=self.impl, chunk_size=self.chunk_size,
         )
         return s.squeeze(2)
+
+    def _forward_packed(self, a, cu_seqlens, cache, use_cache, attention_mask) -> torch.Tensor:
+        """N sequences packed along T (B = 1): per-segment causal attention, RoPE restarting per segment."""
+        if cache is not None or use_cache or attention_mask is not None:
+            raise ValueError("cu_seqlens cannot be combined with cache, use_cache or attention_mask")
+        if a.shape[0] != 1:
+            raise ValueError(f"with cu_seqlens the batch must be packed into B = 1, got B = {a.shape[0]}")
+        T = a.shape[1]
+        cu = check_cu_seqlens(cu_seqlens, T).to(a.device)
+        lengths = cu[1:] - cu[:-1]
+        starts = torch.repeat_interleave(cu[:-1], lengths, output_size=T)
+        positions = torch.arange(T, device=a.device) - starts
+        q, k, v = self.forward_qkv(a, positions)
+        bounds = cu.tolist()
+        segments = [(i, j) for i, j in zip(bounds[:-1], bounds[1:], strict=True) if j > i]
+        parts = [self.attend(q[:, i:j], k[:, i:j], v[:, i:j]) for i, j in segments]
+        f = torch.cat(parts, dim=1) if parts else a.new_zeros(a.shape)
+        if not self.feedback:
+            return f
+        q_b, k_b, gamma = self.feedback_inputs(a)
+        s = feedback_solve(
+            q_b, k_b, f.unsqueeze(2), gamma,
+            scale=1.0 / math.sqrt(self.d_model), impl=self.impl, chunk_size=self.chunk_size, cu_seqlens=cu,
+        )
+        return s.squeeze(2)
+
+    def init_cache(self, batch_size: int, *, dtype: torch.dtype, device: torch.device | str | None = None):
+        """An empty per-layer cache for this mixer (the LM asks every mixer for its own cache type)."""
+        return SessaLayerCache(
+            batch_size, self.n_kv_heads, self.head_dim, self.d_model, dtype=dtype, device=device,
+            feedback=self.feedback,
+        )
+
+    def _layer_cache(self, cache: object, a: torch.Tensor) -> SessaLayerCache:
+        """The given cache after checking it fits, or a new empty one."""
+        if cache is None:
+            return self.init_cache(a.shape[0], dtype=a.dtype, device=a.device)
+        if not isinstance(cache, SessaLayerCache):
+            raise TypeError(f"cache must be a SessaLayerCache (one layer), got {type(cache).__name__}")
+        cache.check_compatible(a.shape[0], self.n_kv_heads, self.head_dim, self.d_model, self.feedback)
+        return cache
+
+
+def check_attention_mask(
+    attention_mask: object, B: int, n_past: int, T: int, past_mask: torch.Tensor | None, device: torch.device
+) -> torch.Tensor | None:
+    """Bool [B, n_past + T] mask, or None when every token (past and new) is real."""
+    if attention_mask is None:
+        if past_mask is None:
+            return None
+        return torch.cat([past_mask, torch.ones(B, T, dtype=torch.bool, device=past_mask.device)], dim=1)
+    m = check_tensor("attention_mask", attention_mask, ndim=2)
+    if m.is_floating_point() or m.is_complex():
+        raise TypeError(f"attention_mask must be a bool or integer tensor of 0/1, got dtype {m.dtype}")
+    if tuple(m.shape) != (B, n_past + T):
+        raise ValueError(f"attention_mask must be [B, past + T] = [{B}, {n_past + T}], got {tuple(m.shape)}")
+    if m.dtype != torch.bool:
+        if bool(((m != 0) & (m != 1)).any()):
+            raise ValueError("attention_mask must hold only 0 (padding) and 1 (real token)")
+        m = m != 0
+    m = m.to(device)
+    if n_past:
+        cached = past_mask if past_mask is not None else torch.ones(B, n_past, dtype=torch.bool)
+        if not torch.equal(m[:, :n_past], cached.to(device)):
+            raise ValueError("attention_mask[:, :past] must equal the mask of the cached tokens")
+    if past_mask is None and bool(m.all()):
+        return None  # all real: take the unmasked fast path
+    return m
+
+
+def forward_mask(mask: torch.Tensor | None, n_past: int, T: int, device: torch.device) -> torch.Tensor | None:
+    """SDPA boolean mask [B|1, 1, T, n_past + T] for the forward branch, or None (plain causal / decode).
+
+    Query t (absolute n_past + t) reads key j <= n_past + t when both are real. A padded query keeps only
+    its own key, so its row is never empty (SDPA would give NaN); its output is never read by real tokens.
+    """
+    if mask is None and (n_past == 0 or T == 1):
+        return None
+    rows = torch.arange(n_past, n_past + T, device=device)[:, None]
+    cols = torch.arange(n_past + T, device=device)[None, :]
+    allowed = cols <= rows  # [T, S]
+    if mask is None:
+        return allowed
+    q_real = mask[:, n_past:, None]
+    allowed = torch.where(q_real, allowed[None] & mask[:, None, :], (cols == rows)[None])
+    return allowed[:, None]
 
 
 class SessaLayer(GatedBlock):
@@ -114,4 +263,5 @@ class SessaLayer(GatedBlock):
         **mixer_kwargs,
     ) -> None:
         ln_eps = check_positive_float("ln_eps", ln_eps)
-        super().__init__(d_model, SessaMixer(d_model, n_heads, n_kv_heads, gamma_max, rope, **mixer_kwargs), ln_eps)
+        mixer = SessaMixer(d_model, n_heads, n_kv_heads, gamma_max, rope, **mixer_kwargs)
+        super().__init__(d_model, mixer, ln_eps)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sessa.layers.block import GatedBlock
+from sessa.layers.cache import SessaCache
 from sessa.layers.registry import build_mixer
 from sessa.models.config import SessaConfig
 from sessa.ops.utils import check_tensor
@@ -67,12 +70,49 @@ class SessaLM(nn.Module):
             params.pop(id(self.lm_head.weight), None)
         return sum(p.numel() for p in params.values())
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None) -> LMOutput:
-        """input_ids [B, T] -> logits [B, T, V]; with labels [B, T], loss = CE(logits[:, :-1], labels[:, 1:])."""
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        cache: SessaCache | None = None,
+        use_cache: bool = False,
+        cu_seqlens: torch.Tensor | None = None,
+    ) -> LMOutput:
+        """input_ids [B, T] -> logits [B, T, V]; with labels [B, T], loss = CE(logits[:, :-1], labels[:, 1:]).
+
+        cache (a SessaCache, updated in place and returned) continues earlier tokens; use_cache=True starts
+        one. attention_mask [B, past + T] (1 = real token) for padded batches; cu_seqlens [N + 1] for N
+        sequences packed into B = 1. Labels are used as given (set padded positions to IGNORE_INDEX).
+        """
         check_token_ids("input_ids", input_ids, self.config.vocab_size)
+        if not isinstance(use_cache, bool):
+            raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+        if cache is not None:
+            if not isinstance(cache, SessaCache):
+                raise TypeError(f"cache must be a sessa.layers.cache.SessaCache, got {type(cache).__name__}")
+            if len(cache.layers) != len(self.layers):
+                raise ValueError(f"cache has {len(cache.layers)} layers, the model has {len(self.layers)}")
+            if cache.batch_size is not None and cache.batch_size != input_ids.shape[0]:
+                raise ValueError(
+                    f"cache holds batch size {cache.batch_size}, input_ids has B = {input_ids.shape[0]}"
+                )
+        elif use_cache:
+            cache = SessaCache(len(self.layers))
+        kwargs: dict[str, Any] = {}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+        if cu_seqlens is not None:
+            kwargs["cu_seqlens"] = cu_seqlens
         h = self.embed(input_ids)
-        for layer in self.layers:
-            h = layer(h)
+        for i, layer in enumerate(self.layers):
+            if cache is None:
+                h = layer(h, **_supported(layer.mixer, kwargs))
+                continue
+            layer_kwargs = {**kwargs, "cache": cache.layers[i], "use_cache": True}
+            # the mixer creates its own per-layer cache type on the first call and updates it afterwards
+            h, cache.layers[i] = layer(h, **_supported(layer.mixer, layer_kwargs))
         logits = self.lm_head(self.norm(h))
         loss = None
         if labels is not None:
@@ -80,7 +120,23 @@ class SessaLM(nn.Module):
             if labels.shape != input_ids.shape:
                 raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}")
             loss = lm_loss(logits, labels)
-        return LMOutput(logits=logits, loss=loss)
+        return LMOutput(logits=logits, loss=loss, cache=cache)
+
+
+def _supported(mixer: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """kwargs unchanged if the mixer's forward accepts them all; otherwise a ValueError naming the gap."""
+    if not kwargs:
+        return kwargs
+    missing = [k for k in kwargs if k not in _forward_params(type(mixer))]
+    if missing:
+        raise ValueError(f"the {type(mixer).__name__} mixer does not support the arguments {missing}")
+    return kwargs
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_params(mixer_type: type) -> frozenset[str]:
+    """Keyword names a mixer class's forward accepts (looked up once per class)."""
+    return frozenset(inspect.signature(mixer_type.forward).parameters)
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ def naive_feedback_solve(
     attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Solve (I - diag(gamma) A_fb) s = f densely. Inputs already validated; returns s in f's dtype."""
-    dtype = accum_dtype(f.dtype)
+    out_dtype, dtype = f.dtype, accum_dtype(f.dtype)
     q, k, f, gamma = (x.to(dtype) for x in (q, k, f, gamma))
     n_past = 0
     if initial_state is not None:
@@ -56,4 +56,4 @@ def naive_feedback_solve(
     m = -g * alpha_fb[..., n_past:]
     m = m + torch.eye(m.shape[-1], dtype=dtype, device=m.device)
     s = torch.linalg.solve_triangular(m, rhs, upper=False, unitriangular=True)
-    return s.transpose(1, 2).to(f.dtype)
+    return s.transpose(1, 2).to(out_dtype)

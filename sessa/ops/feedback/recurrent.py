@@ -23,7 +23,7 @@ def recurrent_feedback_solve(
     attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Forward substitution one row at a time, in float32/float64; returns s in f's dtype."""
-    dtype = accum_dtype(f.dtype)
+    out_dtype, dtype = f.dtype, accum_dtype(f.dtype)
     q, k, f, gamma = (x.to(dtype) for x in (q, k, f, gamma))
     B, T, H, _ = q.shape
     if initial_state is not None:
@@ -50,5 +50,5 @@ def recurrent_feedback_solve(
         keys = torch.cat([keys, k[:, t : t + 1]], dim=1)
         values = torch.cat([values, s_t[:, None]], dim=1)
     if not out:
-        return f.new_zeros(f.shape)
-    return torch.stack(out, dim=1).to(f.dtype)
+        return f.new_zeros(f.shape, dtype=out_dtype)
+    return torch.stack(out, dim=1).to(out_dtype)

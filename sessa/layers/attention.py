@@ -1,0 +1,89 @@
+"""Causal multi-head self-attention mixer: the paper's Transformer baseline inside the same gated block.
+
+    q = W_q a_bar, k = W_k a_bar, v = W_v a_bar        (RoPE on q, k; GQA: query head h reads kv head h // (H/Hkv))
+    s = W_o softmax(q k^T / sqrt(d) + causal mask) v    (W_o only when H > 1, as in Sessa's forward branch)
+
+It is exactly Sessa's forward branch f (SESSA.md section 2) with no feedback loop, so the only difference
+between the "attention" and "sessa" models is the mixer's feedback solve (and the width chosen by
+`sessa.compare.matching` to equalise parameter counts).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sessa.layers.checks import check_heads, check_positive_float
+from sessa.layers.registry import register_mixer
+from sessa.layers.rope import apply_rope
+from sessa.ops.utils import check_tensor
+
+
+class AttentionMixer(nn.Module):
+    """s = causal MHA(a_bar) with RoPE and scaled-dot-product attention (SDPA)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int = 1,
+        n_kv_heads: int | None = None,
+        rope: bool = True,
+        *,
+        rope_theta: float = 10000.0,
+    ) -> None:
+        super().__init__()
+        n_heads, n_kv_heads, head_dim = check_heads(d_model, n_heads, n_kv_heads, rope)
+        self.d_model, self.n_heads, self.n_kv_heads, self.head_dim = d_model, n_heads, n_kv_heads, head_dim
+        self.rope = rope
+        self.rope_theta = check_positive_float("rope_theta", rope_theta)
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * head_dim)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * head_dim)
+        # one head needs no output projection: the block's W_out follows (same convention as SessaMixer)
+        self.o_proj = nn.Linear(d_model, d_model, bias=False) if n_heads > 1 else None
+
+    def forward(self, a: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """a_bar [B, T, D] -> s [B, T, D]; attention_mask [B, T] (1 = real token) hides padded keys."""
+        check_tensor("a", a, ndim=3, floating=True)
+        if a.shape[-1] != self.d_model:
+            raise ValueError(f"a must have width d_model = {self.d_model}, got {a.shape[-1]}")
+        B, T, _ = a.shape
+        q = self.q_proj(a).view(B, T, self.n_heads, self.head_dim)
+        k = self.k_proj(a).view(B, T, self.n_kv_heads, self.head_dim)
+        v = self.v_proj(a).view(B, T, self.n_kv_heads, self.head_dim)
+        if self.rope:
+            pos = torch.arange(T, device=a.device)
+            q, k = apply_rope(q, pos, self.rope_theta), apply_rope(k, pos, self.rope_theta)
+        mask = None
+        if attention_mask is not None:
+            mask = self._mask(attention_mask, B, T, a.device)
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+            attn_mask=mask, is_causal=mask is None, enable_gqa=self.n_kv_heads != self.n_heads,
+        )
+        out = out.transpose(1, 2).reshape(B, T, self.d_model)
+        return self.o_proj(out) if self.o_proj is not None else out
+
+    @staticmethod
+    def _mask(attention_mask: torch.Tensor, B: int, T: int, device: torch.device) -> torch.Tensor:
+        """Bool [B, 1, T, T]: causal and key real; a query whose row would be empty keeps its own key
+        (its output is ignored anyway, and SDPA would return NaN for an all-masked row)."""
+        m = check_tensor("attention_mask", attention_mask, ndim=2)
+        if tuple(m.shape) != (B, T):
+            raise ValueError(f"attention_mask must have shape [B, T] = {(B, T)}, got {tuple(m.shape)}")
+        m = m.to(device=device, dtype=torch.bool)
+        causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+        allowed = causal[None] & m[:, None, :]
+        allowed = allowed | torch.eye(T, dtype=torch.bool, device=device)[None]
+        return allowed[:, None]
+
+
+@register_mixer("attention")
+def _attention(config) -> nn.Module:
+    """Factory for SessaConfig(mixer="attention"): uses d_model, n_heads, n_kv_heads, rope, rope_theta."""
+    if config.mixer_options:
+        raise ValueError(f"mixer_options are not used by mixer 'attention'; got {sorted(config.mixer_options)}")
+    return AttentionMixer(
+        config.d_model, config.n_heads, config.n_kv_heads, config.rope, rope_theta=config.rope_theta
+    )

@@ -1,0 +1,226 @@
+"""Inference caches (SESSA.md section 3): per-layer past tensors and the model-level `SessaCache`.
+
+A Sessa layer caches, for every past position: forward keys K (after RoPE) and values V [B, Tp, Hkv, d],
+feedback keys k_b and past mixer outputs s [B, Tp, 1, D], the attention mask of the past [B, Tp] (left
+padding) and the next RoPE position of every row [B] (= number of real tokens so far).
+
+Buffers grow by capacity doubling, so appending one token copies O(new) data (amortised), not the whole
+cache. Under autograd (new tensors that require grad) appends fall back to torch.cat so no tensor saved for
+backward is overwritten in place. Other mixers plug in by subclassing `LayerCache` (their mixer creates it).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sessa.ops.utils import check_tensor
+
+
+class GrowableBuffer:
+    """A tensor [B, n, *rest] that grows along dim 1 with amortised O(1) appends (capacity doubling)."""
+
+    def __init__(self, data: torch.Tensor, length: int | None = None) -> None:
+        self.data = data  # [B, capacity, *rest]; positions >= length are unused
+        self.length = data.shape[1] if length is None else length
+
+    @property
+    def value(self) -> torch.Tensor:
+        """The filled part [B, n, *rest] (a view: read it before the next append)."""
+        return self.data[:, : self.length]
+
+    def append(self, x: torch.Tensor) -> None:
+        """Append x [B, T, *rest] along dim 1."""
+        n, t = self.length, x.shape[1]
+        if x.requires_grad or self.data.requires_grad:
+            # functional growth keeps tensors saved for backward intact
+            self.data = torch.cat([self.value, x.to(self.data.dtype)], dim=1)
+            self.length = n + t
+            return
+        if n + t > self.data.shape[1]:
+            capacity = max(2 * self.data.shape[1], n + t, 16)
+            new = self.data.new_empty(self.data.shape[0], capacity, *self.data.shape[2:])
+            new[:, :n] = self.value
+            self.data = new
+        self.data[:, n : n + t] = x
+        self.length = n + t
+
+    def index_select(self, batch_idx: torch.Tensor) -> GrowableBuffer:
+        """A compact copy keeping rows batch_idx."""
+        return GrowableBuffer(self.value.index_select(0, batch_idx), self.length)
+
+
+class LayerCache:
+    """Base class of a per-layer cache: past mask [B, n] (None = all real) and next positions [B]."""
+
+    def __init__(self, batch_size: int, device: torch.device | str | None = None) -> None:
+        self.batch_size = batch_size
+        self.mask: GrowableBuffer | None = None  # bool; created on the first padded input
+        self.next_positions = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.seq_len = 0
+
+    @property
+    def attention_mask(self) -> torch.Tensor | None:
+        """Bool [B, n] mask of the past (1 = real token), or None when no token was padded."""
+        return None if self.mask is None else self.mask.value
+
+    def _buffers(self) -> dict[str, GrowableBuffer]:
+        """The mixer's growable tensors by name (subclasses)."""
+        return {}
+
+    def append_mask(self, new_mask: torch.Tensor | None, n_new: int) -> None:
+        """Record the mask [B, T] of n_new new tokens (None = all real) and advance the positions."""
+        if new_mask is None:
+            if self.mask is not None:
+                ones = torch.ones(self.batch_size, n_new, dtype=torch.bool, device=self.mask.data.device)
+                self.mask.append(ones)
+            self.next_positions = self.next_positions + n_new
+        else:
+            new_mask = new_mask.to(torch.bool)
+            if self.mask is None:
+                past = torch.ones(self.batch_size, self.seq_len, dtype=torch.bool, device=new_mask.device)
+                self.mask = GrowableBuffer(past)
+            self.mask.append(new_mask)
+            self.next_positions = self.next_positions + new_mask.sum(dim=1)
+        self.seq_len += n_new
+
+    def index_select(self, batch_idx: torch.Tensor) -> LayerCache:
+        """A new cache holding rows batch_idx (beam search: the parent of every beam)."""
+        batch_idx = _check_batch_idx(batch_idx, self.batch_size)
+        new = self.__class__.__new__(self.__class__)
+        new.__dict__.update(self.__dict__)
+        new.batch_size = batch_idx.numel()
+        new.mask = None if self.mask is None else self.mask.index_select(batch_idx.to(self.mask.data.device))
+        new.next_positions = self.next_positions.index_select(0, batch_idx.to(self.next_positions.device))
+        for name, buf in self._buffers().items():
+            setattr(new, name, buf.index_select(batch_idx.to(buf.data.device)))
+        return new
+
+
+class SessaLayerCache(LayerCache):
+    """Past of one Sessa layer: k, v [B, n, Hkv, d] (k after RoPE), k_b, s [B, n, 1, D]."""
+
+    def __init__(
+        self, batch_size: int, n_kv_heads: int, head_dim: int, d_model: int, *,
+        dtype: torch.dtype, device: torch.device | str | None = None, feedback: bool = True,
+    ) -> None:
+        super().__init__(batch_size, device)
+        self.n_kv_heads, self.head_dim, self.d_model, self.feedback = n_kv_heads, head_dim, d_model, feedback
+        kv = torch.empty(batch_size, 0, n_kv_heads, head_dim, dtype=dtype, device=device)
+        self._k, self._v = GrowableBuffer(kv), GrowableBuffer(kv.clone())
+        fb = torch.empty(batch_size, 0, 1, d_model, dtype=dtype, device=device)
+        # without the feedback branch (ablation) only K/V are kept
+        self._k_b = GrowableBuffer(fb) if feedback else None
+        self._s = GrowableBuffer(fb.clone()) if feedback else None
+
+    def _buffers(self) -> dict[str, GrowableBuffer]:
+        bufs = {"_k": self._k, "_v": self._v}
+        if self.feedback:
+            bufs.update(_k_b=self._k_b, _s=self._s)
+        return bufs
+
+    @property
+    def k(self) -> torch.Tensor:
+        """Forward keys after RoPE [B, n, Hkv, d]."""
+        return self._k.value
+
+    @property
+    def v(self) -> torch.Tensor:
+        """Forward values [B, n, Hkv, d]."""
+        return self._v.value
+
+    @property
+    def k_b(self) -> torch.Tensor | None:
+        """Feedback keys [B, n, 1, D] (None without the feedback branch)."""
+        return None if self._k_b is None else self._k_b.value
+
+    @property
+    def s(self) -> torch.Tensor | None:
+        """Past mixer outputs s [B, n, 1, D] (None without the feedback branch)."""
+        return None if self._s is None else self._s.value
+
+    def append_kv(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Append forward keys (after RoPE) and values [B, T, Hkv, d] of the new tokens."""
+        self._k.append(k)
+        self._v.append(v)
+
+    def append_feedback(self, k_b: torch.Tensor, s: torch.Tensor) -> None:
+        """Append feedback keys and solutions [B, T, 1, D] of the new tokens."""
+        self._k_b.append(k_b)
+        self._s.append(s)
+
+    def check_compatible(
+        self, batch_size: int, n_kv_heads: int, head_dim: int, d_model: int, feedback: bool
+    ) -> None:
+        """Raise ValueError unless this cache was made by a mixer of this shape for this batch size."""
+        if self.batch_size != batch_size:
+            raise ValueError(f"cache holds batch size {self.batch_size}, but the input has B = {batch_size}")
+        mine = (self.n_kv_heads, self.head_dim, self.d_model, self.feedback)
+        if mine != (n_kv_heads, head_dim, d_model, feedback):
+            raise ValueError(
+                f"cache was built for (n_kv_heads, head_dim, d_model, feedback) = {mine}, "
+                f"this mixer has {(n_kv_heads, head_dim, d_model, feedback)}"
+            )
+
+
+class SessaCache:
+    """Model-level cache: one `LayerCache` per layer (None until that layer's first cached forward)."""
+
+    def __init__(self, n_layers: int) -> None:
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+            raise ValueError(f"n_layers must be an int >= 1, got {n_layers!r}")
+        self.layers: list[LayerCache | None] = [None] * n_layers
+
+    def _first(self) -> LayerCache | None:
+        return next((c for c in self.layers if c is not None), None)
+
+    @property
+    def seq_len(self) -> int:
+        """Number of cached positions (padded ones included)."""
+        first = self._first()
+        return 0 if first is None else first.seq_len
+
+    def get_seq_length(self) -> int:
+        """Alias of seq_len (the transformers cache method name)."""
+        return self.seq_len
+
+    @property
+    def batch_size(self) -> int | None:
+        """Cached batch size, or None while the cache is empty."""
+        first = self._first()
+        return None if first is None else first.batch_size
+
+    @property
+    def attention_mask(self) -> torch.Tensor | None:
+        """Bool [B, seq_len] mask of the cached positions, or None when none was padded."""
+        first = self._first()
+        return None if first is None else first.attention_mask
+
+    def index_select(self, batch_idx: torch.Tensor) -> SessaCache:
+        """A new cache with rows batch_idx of every layer (beam search)."""
+        new = SessaCache(len(self.layers))
+        new.layers = [None if c is None else c.index_select(batch_idx) for c in self.layers]
+        return new
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        """In-place variant of index_select (the transformers beam-search hook)."""
+        self.layers = self.index_select(beam_idx).layers
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __repr__(self) -> str:
+        n, b, t = len(self.layers), self.batch_size, self.seq_len
+        return f"SessaCache(n_layers={n}, batch_size={b}, seq_len={t})"
+
+
+def _check_batch_idx(batch_idx: object, batch_size: int) -> torch.Tensor:
+    """1-D integer tensor of row indices in [0, batch_size)."""
+    idx = check_tensor("batch_idx", batch_idx, ndim=1, integer=True)
+    if idx.numel() == 0:
+        raise ValueError("batch_idx must select at least one row")
+    if bool(((idx < 0) | (idx >= batch_size)).any()):
+        raise ValueError(f"batch_idx entries must lie in [0, {batch_size}), got {idx.tolist()}")
+    return idx.long()
+
+
+__all__ = ["GrowableBuffer", "LayerCache", "SessaLayerCache", "SessaCache"]

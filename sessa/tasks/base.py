@@ -1,0 +1,163 @@
+"""Shared machinery for tasks: the Task interface, lazy seeded datasets, right-padding collate, checks.
+
+A task turns (split, index) into one example {"input_ids": LongTensor[T], "labels": LongTensor[T]}
+with labels = IGNORE_INDEX where the model is not scored (labels are aligned with input_ids; the LM
+shifts internally). Synthetic tasks generate each example from its own seed, so any index can be
+produced on demand, in any order, identically on every machine.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from sessa.models.lm import IGNORE_INDEX
+
+SPLITS = ("train", "validation", "test")
+CLASSIFICATION_METRICS = ("loss", "accuracy")
+LM_METRICS = ("loss", "perplexity", "top1", "top5")
+
+
+def example_rng(task: str, seed: int, split: str, index: int) -> random.Random:
+    """Per-example RNG; a str seed is hashed with SHA-512 by `random`, so it is the same on every machine."""
+    return random.Random(f"sessa/{task}/{seed}/{split}/{index}")
+
+
+def split_rng(task: str, seed: int, split: str, what: str) -> random.Random:
+    """Per-split RNG for split-level draws (e.g. the balanced label permutation)."""
+    return random.Random(f"sessa/{task}/{seed}/{split}/{what}")
+
+
+def check_int(name: str, value: object, *, lo: int | None = None, hi: int | None = None) -> int:
+    """Raise TypeError/ValueError naming `name` unless value is an int in [lo, hi] (bool rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        raise ValueError(f"{name} must lie in {rng}, got {value}")
+    return value
+
+
+def check_float(name: str, value: object, *, lo: float, hi: float) -> float:
+    """Raise unless value is a real number in [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not lo <= float(value) <= hi:
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")
+    return float(value)
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """Raise unless value is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return str(value)
+
+
+def check_split(split: object) -> str:
+    """Splits are 'train', 'validation' and 'test' ('val'/'valid'/'dev' accepted for validation)."""
+    if split in ("val", "valid", "dev"):
+        return "validation"
+    return check_choice("split", split, SPLITS)
+
+
+def pad_collate(examples: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a list of examples to [B, T_max]: input_ids with pad_id, labels with IGNORE_INDEX."""
+    if len(examples) == 0:
+        raise ValueError("collate needs at least one example, got an empty list")
+    T = max(int(e["input_ids"].numel()) for e in examples)
+    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), T), IGNORE_INDEX, dtype=torch.long)
+    for b, e in enumerate(examples):
+        n = int(e["input_ids"].numel())
+        ids[b, :n] = e["input_ids"]
+        labels[b, :n] = e["labels"]
+    return {"input_ids": ids, "labels": labels}
+
+
+class LazyDataset(Dataset):
+    """A map-style torch Dataset whose item i is produced by `make(i)` (no storage, any order)."""
+
+    def __init__(self, size: int, make: Callable[[int], dict[str, torch.Tensor]]) -> None:
+        self.size = size
+        self.make = make
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"index must be an int, got {type(index).__name__}")
+        if index < 0:
+            index += self.size
+        if not 0 <= index < self.size:
+            raise IndexError(f"index must lie in [0, {self.size}), got {index}")
+        return self.make(index)
+
+
+def to_example(ids: Sequence[int], labels: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Pack python lists into the contract's {"input_ids", "labels"} LongTensors."""
+    return {"input_ids": torch.tensor(ids, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long)}
+
+
+class Task:
+    """Interface every task implements (see docs/CONTRACTS.md, "Tasks")."""
+
+    name: str = ""
+    vocab_size: int
+    pad_id: int
+    metric_names: tuple[str, ...] = CLASSIFICATION_METRICS
+    options: dict[str, Any]
+
+    def split_size(self, split: str) -> int:
+        """Number of examples in `split`."""
+        raise NotImplementedError
+
+    def example(self, split: str, index: int) -> dict[str, torch.Tensor]:
+        """Example `index` of `split` as {"input_ids", "labels"}."""
+        raise NotImplementedError
+
+    def dataset(self, split: str) -> Dataset:
+        """torch Dataset of {"input_ids": LongTensor[T], "labels": LongTensor[T]}."""
+        split = check_split(split)
+        return LazyDataset(self.split_size(split), lambda i: self.example(split, i))
+
+    def collate(self, examples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Right-pad to the longest example: {"input_ids": [B, T], "labels": [B, T]}."""
+        return pad_collate(examples, self.pad_id)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.options})"
+
+
+class SyntheticTask(Task):
+    """A generated task that can also render an example as text for the authors' TSV layout."""
+
+    def text_example(self, split: str, index: int) -> tuple[str, str]:
+        """(Text, Answer) strings of example `index` for the TSV files."""
+        raise NotImplementedError
+
+    def label_vocab(self) -> list[str] | None:
+        """Answer vocabulary written next to the TSVs (None when answers are open-ended)."""
+        return None
+
+
+def write_text_atomic(path: str, write: Callable[[Any], None]) -> None:
+    """Write a text file through a temp file in the same folder, then os.replace (never half-written)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
