@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sessa.ops.utils import check_tensor
+from sessa.ops.utils import check_finite, check_tensor
 
 
 def check_hidden(x: object, d_model: int, name: str = "x") -> torch.Tensor:
@@ -16,6 +16,7 @@ def check_hidden(x: object, d_model: int, name: str = "x") -> torch.Tensor:
         raise ValueError(f"{name} must have width d_model = {d_model} in its last dimension, got {x.shape[-1]}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} has an empty batch (B = 0); pass at least one sequence")
+    check_finite(name, x)
     return x
 
 

@@ -133,7 +133,7 @@ def _supported(mixer: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _forward_params(mixer_type: type) -> frozenset[str]:
     """Keyword names a mixer class's forward accepts (looked up once per class)."""
     return frozenset(inspect.signature(mixer_type.forward).parameters)

@@ -64,3 +64,30 @@ def check_cu_seqlens(cu_seqlens: object, total: int) -> torch.Tensor:
     if bool((cu[1:] < cu[:-1]).any()):
         raise ValueError(f"cu_seqlens must be non-decreasing, got {cu.tolist()}")
     return cu
+
+
+_FINITE_CHECKS = True
+
+
+def set_finite_checks(enabled: bool) -> None:
+    """Turn the NaN/Inf input checks of feedback_solve and the blocks on or off (on by default).
+
+    They cost one reduction per call (and a host sync on GPU); switch them off for maximum throughput once a
+    pipeline is known to be clean. The trainer separately refuses to checkpoint a non-finite loss.
+    """
+    global _FINITE_CHECKS
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {enabled!r}")
+    _FINITE_CHECKS = enabled
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise ValueError if x holds NaN or Inf (skipped when disabled or while torch.compile traces)."""
+    if not _FINITE_CHECKS or torch.compiler.is_compiling() or x.numel() == 0:
+        return
+    if not bool(torch.isfinite(x).all()):
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(
+            f"{name} contains {n_bad} NaN/Inf value(s); fix the input (or call "
+            "sessa.ops.utils.set_finite_checks(False) to skip this check)"
+        )

@@ -39,7 +39,7 @@ def test_naive_equals_recurrent_values_and_gradients(T):
         outs.append(s)
         grads.append(torch.autograd.grad((s * g).sum(), (q, k, f, gamma), allow_unused=True, materialize_grads=True))
     assert torch.allclose(outs[0], outs[1], rtol=1e-10, atol=1e-12)
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-11)
 
 

@@ -16,7 +16,7 @@ import torch
 
 from sessa.ops.feedback.naive import naive_feedback_solve
 from sessa.ops.feedback.recurrent import recurrent_feedback_solve
-from sessa.ops.utils import check_cu_seqlens, check_positive_int, check_tensor
+from sessa.ops.utils import check_cu_seqlens, check_finite, check_positive_int, check_tensor
 
 IMPLS: dict[str, Callable[..., torch.Tensor]] = {
     "naive": naive_feedback_solve,
@@ -37,6 +37,8 @@ def _validate(q, k, f, gamma, scale, initial_state, attention_mask, cu_seqlens) 
     for name, x in (("q", q), ("k", k), ("f", f)):
         check_tensor(name, x, ndim=4, floating=True)
     check_tensor("gamma", gamma, ndim=3, floating=True)
+    for name, x in (("q", q), ("k", k), ("f", f), ("gamma", gamma)):
+        check_finite(name, x)
     B, T, H, dk = q.shape
     if k.shape != q.shape:
         raise ValueError(f"k must have the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
@@ -127,7 +129,7 @@ def feedback_solve(
         bounds = cu_seqlens.tolist()
         parts = [
             fn(q[:, a:b], k[:, a:b], f[:, a:b], gamma[:, a:b], **kwargs)
-            for a, b in zip(bounds[:-1], bounds[1:])
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
             if b > a
         ]
         s = torch.cat(parts, dim=1) if parts else f.clone()

@@ -1,0 +1,196 @@
+"""Fixed-routing influence Jacobians (PAPER_NOTES.md, "The paper's diagnostics").
+
+Freeze the routing a module realises on an input, then read entries of the resulting linear map:
+    Sessa      ds/df = (I - diag(gamma) alpha_fb)^{-1}       (one head: the same T x T matrix for every channel)
+    attention  df_t/dv_tau = alpha_fwd[t, tau] I
+    SSM        dy_t/dx_tau = C_t (prod_{r=tau+1..t} A_r) B_tau  (diagonal A)
+A column (all targets of one source) of the Sessa inverse is ONE feedback solve with f = e_source; a row (all
+sources of one target) is ONE backward (transposed) solve, i.e. a VJP through the real op. No T x T inverse.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sessa.layers.rope import apply_rope
+from sessa.ops import DEFAULT_CHUNK_SIZE, feedback_solve
+from sessa.ops.utils import check_tensor
+
+
+def _check_index(name: str, value: object, T: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int position in [0, {T}), got {value!r}")
+    if not 0 <= value < T:
+        raise ValueError(f"{name} must be in [0, T = {T}), got {value}")
+    return value
+
+
+def _one_of(source: int | None, target: int | None) -> None:
+    if (source is None) == (target is None):
+        raise ValueError("pass exactly one of source= (a column: all targets t >= source) or target= (a row)")
+
+
+def feedback_influence(
+    q_b: torch.Tensor,
+    k_b: torch.Tensor,
+    gamma: torch.Tensor,
+    *,
+    source: int | None = None,
+    target: int | None = None,
+    scale: float | None = None,
+    impl: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> torch.Tensor:
+    """Entries of M = (I - diag(gamma) alpha_fb)^{-1} for routing frozen at (q_b, k_b, gamma): [B, T, H].
+
+    source=tau: out[:, t] = M[t, tau] (zero for t < tau), by one forward solve with f = e_tau.
+    target=t:   out[:, tau] = M[t, tau] (zero for tau > t), by one transposed solve (a VJP of s_t).
+    """
+    check_tensor("q_b", q_b, ndim=4, floating=True)
+    check_tensor("gamma", gamma, ndim=3, floating=True)
+    _one_of(source, target)
+    B, T, H, _ = q_b.shape
+    q_b, k_b, gamma = q_b.detach(), k_b.detach(), gamma.detach()  # fixed routing: no gradient through it
+    out = q_b.new_zeros(B, T, H)
+    kw = {"scale": scale, "impl": impl, "chunk_size": chunk_size}
+    if source is not None:
+        _check_index("source", source, T)
+        # rows before the source are zero and rows after it never read them: solve on [source, T) only
+        f = q_b.new_zeros(B, T - source, H, 1)
+        f[:, 0] = 1.0
+        with torch.no_grad():
+            s = feedback_solve(q_b[:, source:], k_b[:, source:], f, gamma[:, source:], **kw)
+        out[:, source:] = s[..., 0]
+        return out
+    _check_index("target", target, T)
+    n = target + 1  # later positions cannot influence s_target
+    f = q_b.new_zeros(B, n, H, 1, requires_grad=True)
+    with torch.enable_grad():
+        s = feedback_solve(q_b[:, :n], k_b[:, :n], f, gamma[:, :n], **kw)
+        (grad,) = torch.autograd.grad(s[:, target].sum(), f)
+    out[:, :n] = grad[..., 0]
+    return out
+
+
+def mixer_feedback_influence(
+    mixer: nn.Module,
+    a_bar: torch.Tensor,
+    *,
+    source: int | None = None,
+    target: int | None = None,
+    impl: str | None = None,
+) -> torch.Tensor:
+    """Fixed-routing ds_t/df_tau of a SessaMixer on input a_bar [B, T, D] -> [B, T] (one feedback head)."""
+    if not hasattr(mixer, "feedback_inputs"):
+        raise TypeError(f"mixer must be a SessaMixer (with feedback_inputs), got {type(mixer).__name__}")
+    if not getattr(mixer, "feedback", True):
+        raise ValueError("this mixer has feedback=False: s = f, its feedback influence is the identity")
+    check_tensor("a_bar", a_bar, ndim=3, floating=True)
+    if a_bar.shape[-1] != mixer.d_model:
+        raise ValueError(f"a_bar must have width d_model = {mixer.d_model}, got {a_bar.shape[-1]}")
+    with torch.no_grad():
+        q_b, k_b, gamma = mixer.feedback_inputs(a_bar)
+    out = feedback_influence(
+        q_b, k_b, gamma, source=source, target=target, scale=1.0 / math.sqrt(mixer.d_model),
+        impl=impl or mixer.impl, chunk_size=mixer.chunk_size,
+    )
+    return out[..., 0]
+
+
+def attention_qk(mixer: nn.Module, a_bar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward-branch q [B, T, H, d] and k [B, T, Hkv, d] (RoPE applied) of a SessaMixer or AttentionMixer."""
+    for attr in ("q_proj", "k_proj", "n_heads", "n_kv_heads", "head_dim", "rope"):
+        if not hasattr(mixer, attr):
+            raise TypeError(f"mixer must be an attention-style mixer with {attr!r}, got {type(mixer).__name__}")
+    check_tensor("a_bar", a_bar, ndim=3, floating=True)
+    B, T, _ = a_bar.shape
+    q = mixer.q_proj(a_bar).view(B, T, mixer.n_heads, mixer.head_dim)
+    k = mixer.k_proj(a_bar).view(B, T, mixer.n_kv_heads, mixer.head_dim)
+    if mixer.rope:
+        pos = torch.arange(T, device=a_bar.device)
+        theta = getattr(mixer, "rope_theta", 10000.0)
+        q, k = apply_rope(q, pos, theta), apply_rope(k, pos, theta)
+    return q, k
+
+
+def attention_influence(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    source: int | None = None,
+    target: int | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """alpha_fwd[t, tau] of causal softmax attention (self included), per query head: [B, T, H].
+
+    source=tau: one attention call with values e_tau gives the column; target=t: the softmax row of q_t.
+    """
+    check_tensor("q", q, ndim=4, floating=True)
+    check_tensor("k", k, ndim=4, floating=True)
+    _one_of(source, target)
+    B, T, H, d = q.shape
+    if k.shape[0] != B or k.shape[1] != T or k.shape[3] != d or H % k.shape[2]:
+        raise ValueError(f"k must be [B, T, Hkv, d] with Hkv dividing H, got q {tuple(q.shape)}, k {tuple(k.shape)}")
+    k = k.repeat_interleave(H // k.shape[2], dim=2)  # GQA: query head h reads kv head h // (H / Hkv)
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    q, k = q.detach(), k.detach()
+    out = q.new_zeros(B, T, H)
+    if source is not None:
+        _check_index("source", source, T)
+        v = q.new_zeros(B, H, T, 1)
+        v[:, :, source] = 1.0
+        with torch.no_grad():
+            col = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v, is_causal=True, scale=scale)
+        return col[..., 0].transpose(1, 2).contiguous()
+    _check_index("target", target, T)
+    logits = torch.einsum("bhd,bjhd->bhj", q[:, target], k[:, : target + 1]) * scale
+    out[:, : target + 1] = torch.softmax(logits, dim=-1).transpose(1, 2)
+    return out
+
+
+def mixer_attention_influence(
+    mixer: nn.Module, a_bar: torch.Tensor, *, source: int | None = None, target: int | None = None
+) -> torch.Tensor:
+    """Fixed-routing df_t/dv_tau (= alpha_fwd[t, tau]) of a mixer's forward attention on a_bar: [B, T, H]."""
+    with torch.no_grad():
+        q, k = attention_qk(mixer, a_bar)
+    return attention_influence(q, k, source=source, target=target)
+
+
+def ssm_impulse_response(
+    log_decay: torch.Tensor, b_in: torch.Tensor, c_out: torch.Tensor, *, source: int
+) -> torch.Tensor:
+    """C_t (prod_{r=source+1..t} A_r) B_source for a diagonal SSM, A_r = exp(log_decay_r): [B, T].
+
+    log_decay, b_in, c_out: [B, T, N]. h_t = A_t h_{t-1} + B_t x_t, y_t = C_t . h_t (Mamba: log A = dt * A).
+    """
+    for name, x in (("log_decay", log_decay), ("b_in", b_in), ("c_out", c_out)):
+        check_tensor(name, x, ndim=3, floating=True)
+    if not (log_decay.shape == b_in.shape == c_out.shape):
+        raise ValueError(
+            f"log_decay, b_in, c_out must share a shape [B, T, N], got {tuple(log_decay.shape)}, "
+            f"{tuple(b_in.shape)}, {tuple(c_out.shape)}"
+        )
+    B, T, N = log_decay.shape
+    _check_index("source", source, T)
+    # log of prod_{r=source+1..t} A_r as a cumulative sum, in float64 so long products stay accurate
+    ld = log_decay[:, source + 1 :].double()
+    cum = torch.cat([ld.new_zeros(B, 1, N), ld.cumsum(1)], dim=1)  # [B, T - source, N]
+    resp = (c_out[:, source:].double() * torch.exp(cum) * b_in[:, source : source + 1].double()).sum(-1)
+    out = log_decay.new_zeros(B, T, dtype=torch.float64)
+    out[:, source:] = resp
+    return out.to(log_decay.dtype)
+
+
+def lag_profile(values: torch.Tensor, *, source: int | None = None, target: int | None = None) -> torch.Tensor:
+    """Re-index a column (source) or row (target) [B, T, ...] by lag l = t - tau: [B, L + 1, ...]."""
+    check_tensor("values", values)
+    _one_of(source, target)
+    T = values.shape[1]
+    if source is not None:
+        return values[:, _check_index("source", source, T) :]
+    return values[:, : _check_index("target", target, T) + 1].flip(1)

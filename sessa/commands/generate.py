@@ -1,0 +1,157 @@
+"""`sessa generate`: continue a prompt with a checkpoint (or a random model), streaming tokens as produced."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from typing import Any
+
+DEMO_CONFIG = {"vocab_size": 258, "d_model": 64, "n_layers": 2, "n_heads": 2}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="model folder (checkpoint / config.json + safetensors)")
+    src.add_argument("--random-init", action="store_true", help="random model (a demo: prints noise)")
+    p.add_argument("--config", help="JSON/YAML file of SessaConfig fields for --random-init")
+    p.add_argument("--prompt", required=True, help="text to continue")
+    p.add_argument("--tokenizer", default="bytes", help='"bytes" (default) or a tokenizer folder')
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--sample", action="store_true", help="sample (default: greedy)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the sampler (reproducible samples)")
+    p.add_argument("--eos-id", type=int, default=None, help="stop token id (default: the tokenizer's eos)")
+    p.add_argument("--no-stop", action="store_true", help="ignore the stop token")
+    p.add_argument("--no-cache", action="store_true", help="recompute the full forward every step (slow)")
+    p.add_argument("--device", default="cpu")
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    """SessaConfig fields from a JSON or YAML file (a nested "model" section is accepted)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--config: no such file {path!r}")
+    with open(path, encoding="utf-8") as f:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            d = yaml.safe_load(f)
+        else:
+            d = json.load(f)
+    if isinstance(d, dict) and isinstance(d.get("model"), dict):
+        d = d["model"]
+    if not isinstance(d, dict):
+        raise ValueError(f"--config must hold a mapping of SessaConfig fields, got {type(d).__name__}")
+    return d
+
+
+def load_model(path: str):
+    """A SessaLM from a folder: sessa.train.checkpoint.load_model if present, else config.json + weights."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"--checkpoint: no such folder {path!r}")
+    try:
+        ckpt = importlib.import_module("sessa.train.checkpoint")
+    except ModuleNotFoundError as e:
+        if e.name not in ("sessa.train.checkpoint", "sessa.train"):
+            raise
+        ckpt = None
+    if ckpt is not None and hasattr(ckpt, "load_model"):
+        out = ckpt.load_model(path)
+        return out[0] if isinstance(out, tuple) else out
+    from safetensors.torch import load_file
+
+    from sessa.models import SessaConfig, SessaLM
+
+    cfg_path, weights = os.path.join(path, "config.json"), os.path.join(path, "model.safetensors")
+    for f in (cfg_path, weights):
+        if not os.path.isfile(f):
+            raise FileNotFoundError(f"--checkpoint: {path!r} has no {os.path.basename(f)}")
+    model = SessaLM(SessaConfig.from_dict(_read_config_file(cfg_path)))
+    state = load_file(weights)
+    if model.config.tie_embeddings and "lm_head.weight" not in state and "embed.weight" in state:
+        state["lm_head.weight"] = state["embed.weight"]
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _tokenizer(name: str):
+    """(encode, decode, eos_id) for the tokenizer; bytes are handled here if sessa.tokenization is absent."""
+    try:
+        from sessa.tokenization import load_tokenizer
+    except ImportError:
+        if name != "bytes":
+            raise ValueError(f"--tokenizer {name!r} needs sessa.tokenization (not installed)") from None
+        return (lambda s: list(s.encode("utf-8")),
+                lambda ids: bytes(i for i in ids if i < 256).decode("utf-8", errors="replace"), 256)
+    tok = load_tokenizer(name)
+    return (lambda s: tok.encode(s, add_special_tokens=False),
+            lambda ids: tok.decode(ids, skip_special_tokens=True), tok.eos_token_id)
+
+
+class _Printer:
+    """Streams decoded text: prints the new suffix after each token, holding back an incomplete UTF-8 char."""
+
+    def __init__(self, decode, prompt: str) -> None:
+        self.decode, self.ids, self.printed, self.prompt = decode, [], 0, prompt
+
+    def __call__(self, tokens) -> None:
+        if self.prompt:  # printed with the first token, so an argument error prints nothing
+            sys.stdout.write(self.prompt)
+            self.prompt = ""
+        self.ids.append(int(tokens[0]))
+        text = self.decode(self.ids)
+        if text.endswith("\ufffd"):  # partial multi-byte character: wait for its next byte
+            return
+        sys.stdout.write(text[self.printed:])
+        sys.stdout.flush()
+        self.printed = len(text)
+
+    def end(self) -> None:
+        text = self.decode(self.ids)
+        sys.stdout.write(text[self.printed:] + "\n")
+        sys.stdout.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from sessa.generation import generate
+    from sessa.models import SessaConfig, SessaLM
+
+    if args.random_init:
+        cfg = dict(DEMO_CONFIG)
+        if args.config:
+            cfg.update(_read_config_file(args.config))
+        torch.manual_seed(0 if args.seed is None else args.seed)
+        model = SessaLM(SessaConfig.from_dict(cfg))
+    else:
+        if args.config:
+            raise ValueError("--config is only used with --random-init (a checkpoint has its own config)")
+        model = load_model(args.checkpoint)
+    model = model.to(args.device)
+    encode, decode, eos = _tokenizer(args.tokenizer)
+    ids = encode(args.prompt)
+    if not ids:
+        raise ValueError("--prompt must not be empty")
+    vocab = model.config.vocab_size
+    if max(ids) >= vocab:
+        raise ValueError(f"prompt token id {max(ids)} >= the model's vocab_size {vocab}: wrong --tokenizer?")
+    stop = None if args.no_stop else (args.eos_id if args.eos_id is not None else eos)
+    if stop is not None and stop >= vocab:
+        stop = None  # a model without the tokenizer's eos id cannot emit it
+    out = generate(
+        model, torch.tensor([ids], device=args.device), max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, do_sample=args.sample,
+        eos_token_id=stop, seed=args.seed, streamer=_Printer(decode, args.prompt),
+        use_cache=not args.no_cache,
+    )
+    print(
+        f"[{out.n_new_tokens} tokens in {out.total_s:.2f} s: {out.tokens_per_s:.1f} tokens/s overall, "
+        f"{out.decode_tokens_per_s:.1f} tokens/s decode, prefill {len(ids)} tokens in {out.prefill_s:.3f} s]",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""Matched comparisons of Sessa against baselines (`sessa bench`)."""

@@ -1,0 +1,199 @@
+"""Autoregressive generation for `SessaLM`: greedy / temperature / top-k / top-p sampling with a cache.
+
+One prefill over the prompt, then one cached decode step per new token (SESSA.md section 3: O(t D) per
+token). `use_cache=False` recomputes the full forward every step (the reference the cache is tested against).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sessa.ops.utils import check_positive_int, check_tensor
+
+
+@dataclass
+class GenerationOutput:
+    new_ids: torch.Tensor  # [B, N] generated tokens (rows that stopped early are filled with pad_token_id)
+    tokens_per_s: float  # new tokens (all rows) per second of the whole call, prefill included
+    decode_tokens_per_s: float  # new tokens per second of the decode steps only
+    prefill_s: float  # wall time of the first forward over the prompt
+    total_s: float  # wall time of the whole call
+    n_new_tokens: int  # N (steps taken)
+
+
+def sample_next(
+    logits: torch.Tensor,
+    *,
+    do_sample: bool,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Next tokens [B] from logits [B, V]: argmax, or a draw from softmax(logits / T) after top-k / top-p."""
+    logits = logits.float()
+    if not do_sample:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop a token when the tokens ranked above it already reach top_p (the first token always stays)
+        drop = probs.cumsum(dim=-1) - probs >= top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _check_args(model, input_ids, max_new_tokens, temperature, top_k, top_p, do_sample, seed, attention_mask):
+    """Raise TypeError/ValueError naming the first bad argument of generate."""
+    check_tensor("input_ids", input_ids, ndim=2, integer=True)
+    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids must be [B, T] with B, T >= 1, got {tuple(input_ids.shape)}")
+    check_positive_int("max_new_tokens", max_new_tokens)
+    if not isinstance(do_sample, bool):
+        raise TypeError(f"do_sample must be a bool, got {do_sample!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"temperature must be a float > 0, got {temperature!r}")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be a finite float > 0, got {temperature}")
+    check_positive_int("top_k", top_k, allow_none=True)
+    if top_p is not None:
+        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
+            raise TypeError(f"top_p must be a float in (0, 1], got {top_p!r}")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
+    if attention_mask is not None:
+        check_tensor("attention_mask", attention_mask, ndim=2)
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+                f"got {tuple(attention_mask.shape)}"
+            )
+    limit = getattr(getattr(model, "config", None), "max_seq_len", None)
+    if limit is not None and input_ids.shape[1] + max_new_tokens > limit:
+        raise ValueError(
+            f"prompt length {input_ids.shape[1]} + max_new_tokens {max_new_tokens} exceeds the model's "
+            f"max_seq_len = {limit}; lower max_new_tokens (at most {limit - input_ids.shape[1]})"
+        )
+
+
+def _stop_ids(eos_token_id: int | Sequence[int] | None, vocab_size: int | None) -> list[int]:
+    """eos_token_id as a list of ids in [0, vocab_size)."""
+    if eos_token_id is None:
+        return []
+    ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    for i in ids:
+        too_big = vocab_size is not None and isinstance(i, int) and i >= vocab_size
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0 or too_big:
+            raise ValueError(f"eos_token_id must be an int (or list of ints) in [0, {vocab_size}), got {i!r}")
+    return ids
+
+
+def _emit(streamer: Any, tokens: torch.Tensor) -> None:
+    """Hand new tokens [B] to a transformers-style streamer (.put) or a plain callable."""
+    if streamer is None:
+        return
+    if hasattr(streamer, "put"):
+        streamer.put(tokens)
+    else:
+        streamer(tokens)
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    do_sample: bool = False,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    seed: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    streamer: Callable[[torch.Tensor], Any] | Any = None,
+    use_cache: bool = True,
+) -> GenerationOutput:
+    """Continue input_ids [B, T] (left-padded with attention_mask) by up to max_new_tokens tokens.
+
+    Greedy unless do_sample; sampling draws from a torch.Generator seeded with `seed`. A row stops after
+    it emits a token of eos_token_id; finished rows are filled with pad_token_id (default: the first eos).
+    streamer receives each step's tokens [B] as they are produced (a callable, or an object with put/end).
+    """
+    _check_args(model, input_ids, max_new_tokens, temperature, top_k, top_p, do_sample, seed, attention_mask)
+    if not isinstance(use_cache, bool):
+        raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    stop = _stop_ids(eos_token_id, vocab)
+    if pad_token_id is None:
+        pad_token_id = stop[0] if stop else 0
+    device = input_ids.device
+    generator = None
+    if do_sample:
+        generator = torch.Generator(device=device)
+        if seed is not None:
+            generator.manual_seed(seed)
+        else:
+            generator.seed()
+    stop_t = torch.tensor(stop, dtype=input_ids.dtype, device=device)
+    mask = None if attention_mask is None else attention_mask.to(device=device, dtype=torch.long)
+    finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=device)
+    was_training = model.training
+    model.eval()
+    t0 = time.perf_counter()
+    try:
+        out = model(input_ids, attention_mask=mask, use_cache=use_cache)
+        prefill_s = time.perf_counter() - t0
+        ids, cache, new = input_ids, out.cache, []
+        for step in range(max_new_tokens):
+            kw = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
+            token = sample_next(out.logits[:, -1], generator=generator, **kw).to(input_ids.dtype)
+            token = torch.where(finished, torch.full_like(token, pad_token_id), token)
+            new.append(token)
+            _emit(streamer, token)
+            if stop:
+                finished |= torch.isin(token, stop_t)
+            if bool(finished.all()) or step == max_new_tokens - 1:
+                break
+            if mask is not None:
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            if use_cache:
+                # the cached past mask is kept by the cache: the new token is real, no mask needed
+                out = model(token[:, None], cache=cache)
+            else:
+                ids = torch.cat([ids, token[:, None]], dim=1)
+                out = model(ids, attention_mask=mask)
+    finally:
+        model.train(was_training)
+        if streamer is not None and hasattr(streamer, "end"):
+            streamer.end()
+    total_s = time.perf_counter() - t0
+    new_ids = torch.stack(new, dim=1)
+    n = new_ids.numel()
+    decode_s = max(total_s - prefill_s, 1e-9)
+    return GenerationOutput(
+        new_ids=new_ids,
+        tokens_per_s=n / max(total_s, 1e-9),
+        decode_tokens_per_s=(n - new_ids.shape[0]) / decode_s,
+        prefill_s=prefill_s,
+        total_s=total_s,
+        n_new_tokens=new_ids.shape[1],
+    )
+
+
+__all__ = ["generate", "sample_next", "GenerationOutput"]

@@ -1,0 +1,236 @@
+"""SessaModel / SessaForCausalLM: transformers PreTrainedModel wrappers around the core SessaLM.
+
+Nothing is re-implemented: `SessaModel.core` is a core `SessaLM` whose head is the identity, so its
+output is the final-norm hidden state; `SessaForCausalLM` adds the (tied) LM head. Logits therefore equal
+the core model's bit for bit, and the cache is the core `sessa.layers.cache.SessaCache`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_utils import slice_logits_to_keep
+from transformers.utils.deprecation import deprecate_kwarg
+
+from sessa.layers.cache import SessaCache
+from sessa.models.hf_config import SessaConfig
+from sessa.models.lm import IGNORE_INDEX, SessaLM, check_token_ids
+
+# keyword arguments transformers may pass that we accept (checked, never silently used otherwise)
+_PASSTHROUGH_KWARGS = frozenset({"num_items_in_batch"})
+
+
+class SessaPreTrainedModel(PreTrainedModel):
+    """Shared transformers settings; `_init_weights` reproduces the core model's initial values."""
+
+    config_class = SessaConfig
+    config: SessaConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["GatedBlock"]
+    # the cache grows with the sequence and cannot be cropped: no assisted decoding
+    _is_stateful = True
+    _supports_sdpa = True
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        """False: generate must not create a DynamicCache; our forward starts a SessaCache itself."""
+        return False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Core init: torch-default Linear, embedding N(0, init_std), LayerNorm (1, 0), gamma_bias = 1.0."""
+        if isinstance(module, nn.Linear):
+            module.reset_parameters()  # kaiming-uniform weight and fan-in uniform bias, as in the core model
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        gamma_bias = getattr(module, "gamma_bias", None)
+        if isinstance(gamma_bias, nn.Parameter):  # b_gamma of a Sessa mixer (SESSA.md section 2)
+            init.constant_(gamma_bias, 1.0)
+
+
+class SessaModel(SessaPreTrainedModel):
+    """Embedding -> n_layers gated blocks -> final LayerNorm; returns the normed hidden states."""
+
+    def __init__(self, config: SessaConfig) -> None:
+        if not isinstance(config, SessaConfig):
+            raise TypeError(f"config must be a sessa.models.hf.SessaConfig, got {type(config).__name__}")
+        super().__init__(config)
+        core = SessaLM(config.to_core())
+        # The head lives in SessaForCausalLM; with the identity here the core returns norm(h).
+        core.lm_head = nn.Identity()
+        self.core = core
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.core.embed
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.core.embed = value
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: SessaCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPast | tuple:
+        """input_ids [B, T] (+ attention_mask [B, past + T], cache) -> last_hidden_state [B, T, D], cache."""
+        _check_kwargs(kwargs, allowed=frozenset())
+        h, cache, hidden = self._run(input_ids, attention_mask, cache, inputs_embeds, use_cache, output_hidden_states)
+        out = BaseModelOutputWithPast(last_hidden_state=h, cache=cache, hidden_states=hidden)
+        return out if _return_dict(return_dict, self.config) else out.to_tuple()
+
+    def _run(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        cache: SessaCache | None,
+        inputs_embeds: torch.Tensor | None,
+        use_cache: bool | None,
+        output_hidden_states: bool | None,
+    ) -> tuple[torch.Tensor, SessaCache | None, tuple[torch.Tensor, ...] | None]:
+        """The core forward with transformers' argument conventions (use_cache default, mask, hidden states)."""
+        if inputs_embeds is not None:
+            raise ValueError("inputs_embeds is not supported by Sessa models; pass input_ids")
+        if input_ids is None:
+            raise ValueError("input_ids is required (a [B, T] LongTensor)")
+        if use_cache is None:
+            use_cache = bool(self.config.use_cache) and not self.training
+        if not isinstance(use_cache, bool):
+            raise TypeError(f"use_cache must be a bool or None, got {use_cache!r}")
+        if output_hidden_states is None:
+            output_hidden_states = bool(self.config.output_hidden_states)
+        mask = _drop_all_ones(attention_mask)
+        with _capture_hidden(self.core, output_hidden_states) as hidden:
+            out = self.core(input_ids, attention_mask=mask, cache=cache, use_cache=use_cache or cache is not None)
+        states = None
+        if output_hidden_states:
+            hidden[-1] = out.logits  # the last entry is the normed final state, as in transformers' models
+            states = tuple(hidden)
+        return out.logits, out.cache, states
+
+
+class SessaForCausalLM(SessaPreTrainedModel, GenerationMixin):
+    """SessaModel + LM head (tied to the embedding when config.tie_embeddings)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.core.embed.weight"}
+
+    def __init__(self, config: SessaConfig) -> None:
+        if not isinstance(config, SessaConfig):
+            raise TypeError(f"config must be a sessa.models.hf.SessaConfig, got {type(config).__name__}")
+        super().__init__(config)
+        self.model = SessaModel(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: SessaCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast | tuple:
+        """logits = lm_head(SessaModel(input_ids)); with labels [B, T] (aligned, shifted inside), the mean CE."""
+        _check_kwargs(kwargs, allowed=_PASSTHROUGH_KWARGS)
+        h, cache, hidden = self.model._run(
+            input_ids, attention_mask, cache, inputs_embeds, use_cache, output_hidden_states
+        )
+        logits = self.lm_head(slice_logits_to_keep(h, logits_to_keep))
+        loss = None
+        if labels is not None:
+            check_token_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
+            if labels.shape != input_ids.shape:
+                raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, "
+                                 f"got {tuple(labels.shape)}")
+            if logits.shape[1] != labels.shape[1]:
+                raise ValueError("labels need logits at every position: use logits_to_keep=0 with labels")
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.vocab_size, ignore_index=IGNORE_INDEX,
+                **kwargs,
+            )
+        out = CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache, hidden_states=hidden)
+        return out if _return_dict(return_dict, self.config) else out.to_tuple()
+
+
+def _check_kwargs(kwargs: dict[str, Any], allowed: frozenset[str]) -> None:
+    """Reject keyword arguments we would otherwise ignore (position_ids, output_attentions=True, ...)."""
+    for key, value in kwargs.items():
+        if key in allowed:
+            continue
+        if key == "output_attentions" and not value:
+            continue  # asking for no attention maps is fine: we never return any
+        if key == "position_ids":
+            raise ValueError("position_ids is not supported: RoPE positions count the real tokens of "
+                             "attention_mask (pass attention_mask for padded rows)")
+        raise TypeError(f"unexpected keyword argument {key!r} for a Sessa model")
+
+
+def _return_dict(return_dict: bool | None, config: SessaConfig) -> bool:
+    return bool(config.return_dict) if return_dict is None else bool(return_dict)
+
+
+def _drop_all_ones(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """None for an all-ones mask (same result, and works for mixers without mask support)."""
+    if isinstance(attention_mask, torch.Tensor) and attention_mask.numel() and not attention_mask.is_floating_point():
+        if bool((attention_mask == 1).all()):
+            return None
+    return attention_mask
+
+
+@contextlib.contextmanager
+def _capture_hidden(core: SessaLM, enabled: bool) -> Iterator[list[torch.Tensor]]:
+    """Collect the embedding output and every block's output (forward hooks, removed afterwards)."""
+    states: list[torch.Tensor] = []
+    if not enabled:
+        yield states
+        return
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        states.append(output[0] if isinstance(output, tuple) else output)
+
+    handles = [core.embed.register_forward_hook(hook)] + [m.register_forward_hook(hook) for m in core.layers]
+    try:
+        yield states
+    finally:
+        for handle in handles:
+            handle.remove()
+    # hidden_states = (embeddings, block 1, ..., block N-1, norm(block N)): N + 1 entries as in transformers
+
+
+__all__ = ["SessaPreTrainedModel", "SessaModel", "SessaForCausalLM"]

@@ -1,0 +1,140 @@
+"""Forward kernel of the chunked feedback solve (SESSA.md section 4): block forward substitution.
+
+For each block R of C rows (absolute key positions [p0, p1)):
+    logits of q_R against keys [0, p1) in key tiles (the last tile holds the in-block C x C part),
+    softmax per tile + per-tile log-normaliser, tiles merged exactly (log-sum-exp weights),
+    p_R   = sum_{j < p0} alpha_fb[R, j] s_j                 (all earlier blocks and the past)
+    s_R   = (I - diag(gamma_R) A_in)^{-1} (f_R + gamma_R p_R)  (C x C unit-lower-triangular solve)
+    o_R   = p_R + A_in s_R = (alpha_fb s)_R                 (saved for d gamma and the backward)
+Memory is O(T * D + C * tile): no T x T tensor. Tensors here are [B, H, T, d] in the accumulation dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Finite stand-in for -inf: a fully masked tile then has a finite (hugely negative) log-normaliser and
+# gets weight exp(NEG - lse) = 0 in the merge, so no NaN appears; rows left with no real key are detected
+# by lse < EMPTY and zeroed.
+NEG = -1.0e30
+EMPTY = -1.0e29
+TILE_ELEMENTS = 1 << 21  # logits elements per tile over the whole batch: bounds the transient memory
+
+
+def tile_len(rows: int, batch_heads: int) -> int:
+    """Keys (or rows) per tile so that rows x tile x B x H stays near TILE_ELEMENTS, at least `rows`."""
+    return max(rows, TILE_ELEMENTS // max(1, rows * batch_heads))
+
+
+def key_tiles(p1: int, tile: int) -> list[tuple[int, int]]:
+    """Tiles [j0, j1) covering keys [0, p1), aligned to end at p1 (so the first one holds the block)."""
+    out = []
+    j1 = p1
+    while j1 > 0:
+        j0 = max(0, j1 - tile)
+        out.append((j0, j1))
+        j1 = j0
+    return out
+
+
+def causal_bias(C: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """[C, C] additive bias: NEG where in-block key index >= row index (strictly causal)."""
+    idx = torch.arange(C, device=device)
+    return torch.zeros(C, C, dtype=dtype, device=device).masked_fill(idx[None, :] >= idx[:, None], NEG)
+
+
+def block_logits(
+    q_blk: torch.Tensor,
+    keys: torch.Tensor,
+    j0: int,
+    j1: int,
+    p0: int,
+    key_bias: torch.Tensor | None,
+    cbias: torch.Tensor,
+) -> torch.Tensor:
+    """Scaled logits [B, H, c, j1 - j0] of a row block (absolute rows p0..) against keys [j0, j1), masked."""
+    logits = q_blk @ keys[:, :, j0:j1].transpose(-1, -2)
+    if key_bias is not None:
+        logits += key_bias[:, :, :, j0:j1]
+    if j1 > p0:  # this tile holds the in-block keys [p0, j1): strictly causal inside the block
+        c = j1 - p0
+        logits[..., p0 - j0 :] += cbias[: q_blk.shape[2], :c]
+    return logits
+
+
+def softmax_lse(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row softmax and its log-normaliser; lse = max logit - log(max prob) avoids a separate logsumexp pass."""
+    probs = torch.softmax(logits, dim=-1)
+    lse = logits.amax(dim=-1, keepdim=True) - probs.amax(dim=-1, keepdim=True).log()
+    return probs, lse
+
+
+def chunk_forward(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    f: torch.Tensor,
+    gamma: torch.Tensor,
+    *,
+    n_past: int,
+    chunk_size: int,
+    key_bias: torch.Tensor | None,
+    row_ok: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fill values[:, :, n_past:] with s in place; return (o [B, H, T, dv], lse [B, H, T, 1]).
+
+    q: [B, H, T, dk] already multiplied by the logit scale. keys: [B, H, Tp + T, dk] (past then new).
+    values: [B, H, Tp + T, dv] with the past s filled in. f: [B, H, T, dv]. gamma: [B, H, T, 1].
+    key_bias: [B, 1, 1, Tp + T] (0 or NEG) or None. row_ok: [B, 1, T, 1] bool or None.
+    lse is +inf on rows that read nothing, so exp(logit - lse) = 0 there in the backward.
+    """
+    B, H, T, _ = q.shape
+    C = min(chunk_size, T)
+    tile = tile_len(C, B * H)
+    cbias = causal_bias(C, q.dtype, q.device)
+    o = torch.empty_like(f)
+    lse_all = torch.empty(B, H, T, 1, dtype=q.dtype, device=q.device)
+    eye = torch.eye(C, dtype=q.dtype, device=q.device)
+    for r0 in range(0, T, C):
+        r1 = min(r0 + C, T)
+        c = r1 - r0
+        p0, p1 = n_past + r0, n_past + r1
+        q_blk = q[:, :, r0:r1]
+        parts = []  # (lse_tile, p_tile) per key tile
+        a_in = None
+        for j0, j1 in key_tiles(p1, tile):
+            probs, lse = softmax_lse(block_logits(q_blk, keys, j0, j1, p0, key_bias, cbias))
+            if j1 > p0:  # block tile: split off the in-block weights, PV over the earlier keys only
+                a_in = probs[..., p0 - j0 :]
+                pv = probs[..., : p0 - j0] @ values[:, :, j0:p0] if p0 > j0 else None
+            else:
+                pv = probs @ values[:, :, j0:j1]
+            parts.append((lse, pv))
+        if len(parts) == 1:
+            lse = parts[0][0]
+            p = parts[0][1]
+        else:  # exact merge of per-tile softmaxes: weight_i = exp(lse_i - lse)
+            lse = torch.logsumexp(torch.cat([x[0] for x in parts], dim=-1), dim=-1, keepdim=True)
+            wts = [torch.exp(x[0] - lse) for x in parts]
+            a_in = a_in * wts[0]
+            p = None
+            for w, (_, pv) in zip(wts, parts):
+                if pv is not None:
+                    p = pv * w if p is None else p.addcmul_(pv, w)
+        empty = lse < EMPTY
+        if row_ok is not None:
+            empty = empty | ~row_ok[:, :, r0:r1]
+        if bool(empty.any()):  # rows with no real key (t = 0, padding) read nothing
+            keep = (~empty).to(q.dtype)
+            a_in = a_in * keep
+            p = p * keep if p is not None else None
+            lse = lse.masked_fill(empty, float("inf"))
+        g = gamma[:, :, r0:r1]
+        rhs = f[:, :, r0:r1] if p is None else f[:, :, r0:r1] + g * p
+        m = eye[:c, :c] - g * a_in
+        s_blk = torch.linalg.solve_triangular(m, rhs, upper=False, unitriangular=True)
+        values[:, :, p0:p1] = s_blk
+        o_blk = a_in @ s_blk
+        o[:, :, r0:r1] = o_blk if p is None else o_blk + p
+        lse_all[:, :, r0:r1] = lse
+    return o, lse_all

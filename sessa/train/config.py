@@ -1,0 +1,222 @@
+"""TrainConfig: every training hyper-parameter, validated on construction; YAML in, JSON-able dict out."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from sessa.models.config import SessaConfig
+
+PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _int(name: str, v: object, lo: int, *, none_ok: bool = False) -> None:
+    if v is None and none_ok:
+        return
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{name} must be an int >= {lo}{' or null' if none_ok else ''}, got {v!r}")
+    if v < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {v}")
+
+
+def _float(name: str, v: object, lo: float, hi: float, *, lo_open: bool = False) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}")
+    ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
+    if not ok:
+        raise ValueError(f"{name} must lie in {'(' if lo_open else '['}{lo}, {hi}], got {v}")
+
+
+def _yaml_float(v: object) -> object:
+    """PyYAML reads '3e-4' (no dot) as a str; accept such numeric strings for float fields."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _bool(name: str, v: object) -> None:
+    if not isinstance(v, bool):
+        raise TypeError(f"{name} must be true or false, got {v!r}")
+
+
+@dataclass
+class TrainConfig:
+    """AdamW + linear warmup + cosine decay to min_lr_ratio * lr, on `task` (sessa.tasks.build_task).
+
+    batch_size is the GLOBAL batch (sequences per optimizer step) whatever the number of processes;
+    grad_accum splits it into micro-batches of batch_size // grad_accum on one process, and under torchrun
+    the accumulation count is re-derived so the global batch stays the same (see docs/training.md).
+    """
+
+    model: SessaConfig = field(default_factory=SessaConfig)
+    task: str = "symbolsoup"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    steps: int = 1000
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 3e-4
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    adam_eps: float = 1e-8
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float | None = 1.0
+    precision: str = "fp32"
+    seed: int = 0
+    eval_every: int = 0  # 0: evaluate only at the end
+    eval_batches: int | None = 8  # None: the whole eval split
+    eval_split: str = "validation"
+    ckpt_every: int = 0  # 0: a checkpoint only at the end (when out_dir is set)
+    keep_last: int = 3
+    out_dir: str | None = None  # None: write nothing (no logs, no checkpoints) -- used by `sessa bench`
+    resume: bool | str = False  # True/"auto": latest checkpoint in out_dir if any; or a checkpoint folder
+    stop_at: int | None = None  # stop after this step (schedule still spans `steps`): time-sliced jobs
+    log_every: int = 10
+    progress: bool = True
+    tensorboard: bool = True  # used only when torch.utils.tensorboard imports
+    fsdp: bool = False
+    device: str = "auto"
+    check_finite: bool = True  # stop with NonFiniteLossError on NaN/Inf loss or gradient norm
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "weight_decay", "adam_eps", "min_lr_ratio", "grad_clip"):
+            setattr(self, name, _yaml_float(getattr(self, name)))
+        if isinstance(self.model, dict):
+            self.model = SessaConfig.from_dict(self.model)
+        if not isinstance(self.model, SessaConfig):
+            raise TypeError(f"model must be a SessaConfig or a dict of its fields, got {type(self.model).__name__}")
+        if not isinstance(self.task, str) or not self.task:
+            raise TypeError(f"task must be a non-empty str (a sessa.tasks name or 'module:factory'), got {self.task!r}")
+        if not isinstance(self.task_options, dict):
+            raise TypeError(f"task_options must be a dict, got {type(self.task_options).__name__}")
+        for name, lo in (("steps", 1), ("batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0), ("seed", 0),
+                         ("eval_every", 0), ("ckpt_every", 0), ("keep_last", 1), ("log_every", 1)):
+            _int(name, getattr(self, name), lo)
+        _int("eval_batches", self.eval_batches, 1, none_ok=True)
+        _int("stop_at", self.stop_at, 1, none_ok=True)
+        if self.stop_at is not None and self.stop_at > self.steps:
+            raise ValueError(f"stop_at must lie in [1, steps = {self.steps}], got {self.stop_at}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"grad_accum ({self.grad_accum}) must divide batch_size ({self.batch_size})")
+        _float("lr", self.lr, 0.0, 10.0, lo_open=True)
+        _float("weight_decay", self.weight_decay, 0.0, 10.0)
+        _float("adam_eps", self.adam_eps, 0.0, 1.0, lo_open=True)
+        _float("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        if isinstance(self.betas, list):
+            self.betas = tuple(self.betas)
+        if not isinstance(self.betas, tuple) or len(self.betas) != 2:
+            raise TypeError(f"betas must be a pair [beta1, beta2], got {self.betas!r}")
+        for i, b in enumerate(self.betas):
+            _float(f"betas[{i}]", b, 0.0, 1.0)
+            if b >= 1.0:
+                raise ValueError(f"betas[{i}] must lie in [0, 1), got {b}")
+        if self.grad_clip is not None:
+            _float("grad_clip", self.grad_clip, 0.0, math.inf, lo_open=True)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
+        if not isinstance(self.eval_split, str):
+            raise TypeError(f"eval_split must be a str, got {self.eval_split!r}")
+        for name in ("progress", "tensorboard", "fsdp", "check_finite"):
+            _bool(name, getattr(self, name))
+        if self.out_dir is not None and not isinstance(self.out_dir, (str, os.PathLike)):
+            raise TypeError(f"out_dir must be a path or null, got {self.out_dir!r}")
+        if self.out_dir is not None:
+            self.out_dir = os.fspath(self.out_dir)
+        if not isinstance(self.resume, (bool, str)):
+            raise TypeError(f"resume must be true/false, 'auto' or a checkpoint folder, got {self.resume!r}")
+        if self.resume in (True, "auto") and self.out_dir is None:
+            raise ValueError("resume=auto looks for checkpoints in out_dir: set out_dir (or give a checkpoint folder)")
+
+    @property
+    def micro_batch_size(self) -> int:
+        """Sequences per forward pass on one process (world size 1)."""
+        return self.batch_size // self.grad_accum
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (model nested as a dict; betas as a list)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["model"] = self.model.to_dict()
+        d["betas"] = list(self.betas)
+        d["task_options"] = dict(self.task_options)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build from a dict (e.g. parsed YAML); unknown keys raise ValueError naming them."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a training config must be a mapping, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; allowed: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        """Read a YAML file, apply `overrides` (dotted keys such as 'model.d_model'), then validate."""
+        return cls.from_dict(apply_overrides(load_yaml(path), overrides or {}))
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a YAML training config into a dict; errors name the file."""
+    import yaml
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"training config {path!r} does not exist")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a training config must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of `d` with dotted keys set: {'model.d_model': 64, 'lr': 1e-3}."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = out
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = {}
+            elif isinstance(child, SessaConfig):
+                child = child.to_dict()
+            elif not isinstance(child, dict):
+                raise ValueError(f"cannot set {key!r}: {p!r} is not a mapping")
+            node[p] = child = dict(child)
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'model.d_model=64' -> ('model.d_model', 64); the value is parsed as YAML (numbers, bools, lists)."""
+    import yaml
+
+    if "=" not in text:
+        raise ValueError(f"--set expects KEY=VALUE (e.g. model.d_model=64), got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"--set expects KEY=VALUE, got an empty key in {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, _yaml_float(value) if isinstance(value, str) and key.split(".")[-1] != "task" else value
