@@ -215,7 +215,11 @@ def _drop_all_ones(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
 
 @contextlib.contextmanager
 def _capture_hidden(core: SessaLM, enabled: bool) -> Iterator[list[torch.Tensor]]:
-    """Collect the embedding output and every block's output (forward hooks, removed afterwards)."""
+    """Collect the embedding output and every block's output (forward hooks, removed afterwards).
+
+    The caller replaces the last entry by the final-norm state, giving transformers' N + 1 entries
+    (embeddings, block 1, ..., block N-1, norm(block N)).
+    """
     states: list[torch.Tensor] = []
     if not enabled:
         yield states
@@ -230,7 +234,6 @@ def _capture_hidden(core: SessaLM, enabled: bool) -> Iterator[list[torch.Tensor]
     finally:
         for handle in handles:
             handle.remove()
-    # hidden_states = (embeddings, block 1, ..., block N-1, norm(block N)): N + 1 entries as in transformers
 
 
 __all__ = ["SessaPreTrainedModel", "SessaModel", "SessaForCausalLM"]

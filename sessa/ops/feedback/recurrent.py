@@ -47,8 +47,9 @@ def recurrent_feedback_solve(
                 alpha = torch.softmax(logits, dim=-1) * ok
             s_t = s_t + gamma[:, t, :, None] * torch.einsum("bhj,bjhd->bhd", alpha, values)
         out.append(s_t)
-        keys = torch.cat([keys, k[:, t : t + 1]], dim=1)
-        values = torch.cat([values, s_t[:, None]], dim=1)
+        if t + 1 < T:  # the last row needs no append: skipping it saves an O(n) copy per decoded token
+            keys = torch.cat([keys, k[:, t : t + 1]], dim=1)
+            values = torch.cat([values, s_t[:, None]], dim=1)
     if not out:
         return f.new_zeros(f.shape, dtype=out_dtype)
     return torch.stack(out, dim=1).to(out_dtype)

@@ -1,0 +1,86 @@
+"""Bench presets: model size, training budget and task sizes per scale (mirrored in configs/bench_*.yaml).
+
+"laptop" is the README's main job: tiny models (D = 64, 2 blocks) on short sequences (SymbolSoup 128-256
+tokens with the authors' character counting; Diffuse MQAR train lags 64-128, test up to 4x), a budget that
+fits about 2 minutes per model on 2 CPU cores. "paper" (~125M) and "paper-350m" follow the paper's sizes
+for GPU users; their SymbolSoup examples are 1024-2048 tokens long as in the paper's runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+MODELS = ("sessa", "attention", "mamba2", "sessa-nofb")
+
+_TASKS_LAPTOP: dict[str, dict[str, Any]] = {
+    "symbolsoup": {"min_len": 128, "max_len": 256, "n_train": 20000, "n_validation": 200, "n_test": 1000},
+    "diffuse_mqar": {"n_train": 20000, "n_validation": 200, "n_test": 1000},
+    "mqar": {"n_validation": 200, "n_test": 1000},
+    "passkey": {"n_validation": 200, "n_test": 500},
+    "lm": {},
+}
+_TASKS_PAPER: dict[str, dict[str, Any]] = {
+    "symbolsoup": {"min_len": 1024, "max_len": 2048, "n_train": 20000, "n_validation": 2000, "n_test": 2000},
+    "diffuse_mqar": {"n_train": 100000, "n_validation": 1000, "n_test": 1000},
+    "mqar": {"seq_len": 1024, "num_pairs": 64},
+    "passkey": {"distance": [256, 512, 1024, 2048]},
+    "lm": {},
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "laptop": {
+        "model": {"d_model": 64, "n_layers": 2, "n_heads": 1, "impl": "naive", "max_seq_len": 1024},
+        "budget": {"steps": 500, "batch_size": 16, "lr": 3e-3, "warmup_steps": 50, "min_lr_ratio": 0.1,
+                   "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": 8, "eval_batch_size": 64},
+        "tasks": _TASKS_LAPTOP,
+        "seeds": [0],
+    },
+    "paper": {
+        "model": {"d_model": 768, "n_layers": 12, "n_heads": 12, "impl": "auto", "max_seq_len": 2048},
+        "budget": {"steps": 20000, "batch_size": 32, "lr": 3e-4, "warmup_steps": 1000, "min_lr_ratio": 0.1,
+                   "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": None, "eval_batch_size": 32},
+        "tasks": _TASKS_PAPER,
+        "seeds": [0, 1],
+    },
+    "paper-350m": {
+        "model": {"d_model": 1024, "n_layers": 24, "n_heads": 16, "impl": "auto", "max_seq_len": 2048},
+        "budget": {"steps": 20000, "batch_size": 32, "lr": 2e-4, "warmup_steps": 1000, "min_lr_ratio": 0.1,
+                   "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": None, "eval_batch_size": 16},
+        "tasks": _TASKS_PAPER,
+        "seeds": [0, 1],
+    },
+}
+
+_KEYS = {"model", "budget", "tasks", "seeds"}
+
+
+def get_preset(name_or_path: str) -> dict[str, Any]:
+    """A preset by name (laptop, paper, paper-350m) or read from a YAML file with the same keys."""
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise TypeError(f"preset must be a preset name or a YAML path, got {name_or_path!r}")
+    if name_or_path in PRESETS:
+        return copy.deepcopy(PRESETS[name_or_path])
+    if not name_or_path.endswith((".yaml", ".yml")):
+        raise ValueError(f"preset must be one of {sorted(PRESETS)} or a .yaml file, got {name_or_path!r}")
+    if not os.path.isfile(name_or_path):
+        raise FileNotFoundError(f"preset file {name_or_path!r} does not exist")
+    import yaml
+
+    with open(name_or_path, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"preset file {name_or_path}: expected a mapping with keys {sorted(_KEYS)}")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ValueError(f"preset file {name_or_path}: unknown keys {unknown}; allowed: {sorted(_KEYS)}")
+    missing = sorted({"model", "budget"} - set(data))
+    if missing:
+        raise ValueError(f"preset file {name_or_path}: missing keys {missing}")
+    data.setdefault("tasks", {})
+    data.setdefault("seeds", [0])
+    for key in ("model", "budget", "tasks"):
+        if not isinstance(data[key], dict):
+            raise ValueError(f"preset file {name_or_path}: {key!r} must be a mapping")
+    return data

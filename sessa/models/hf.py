@@ -1,0 +1,76 @@
+"""Hugging Face transformers integration: config/model classes, Auto* registration, core <-> HF conversion.
+
+Importing this module registers model_type "sessa" with AutoConfig, AutoModel and AutoModelForCausalLM
+(`import sessa` does it when transformers is installed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+from sessa.models.hf_config import SessaConfig
+from sessa.models.hf_model import SessaForCausalLM, SessaModel, SessaPreTrainedModel
+from sessa.models.lm import SessaLM
+
+# state_dict prefix of the core modules inside SessaForCausalLM (the head stays "lm_head.weight")
+CORE_PREFIX = "model.core."
+HEAD_KEY = "lm_head.weight"
+
+
+def register() -> None:
+    """Make AutoConfig / AutoModel / AutoModelForCausalLM build Sessa models (idempotent)."""
+    AutoConfig.register(SessaConfig.model_type, SessaConfig, exist_ok=True)
+    AutoModel.register(SessaConfig, SessaModel, exist_ok=True)
+    AutoModelForCausalLM.register(SessaConfig, SessaForCausalLM, exist_ok=True)
+
+
+def to_hf(core_model: SessaLM, **config_kwargs: Any) -> SessaForCausalLM:
+    """A SessaForCausalLM holding a copy of core_model's weights (same logits bit for bit).
+
+    config_kwargs set transformers-only fields, e.g. bos_token_id / eos_token_id / pad_token_id.
+    """
+    if not isinstance(core_model, SessaLM):
+        raise TypeError(f"core_model must be a sessa.models.lm.SessaLM, got {type(core_model).__name__}")
+    config = SessaConfig.from_core(core_model.config, **config_kwargs)
+    param = next(core_model.parameters())
+    model = SessaForCausalLM(config).to(device=param.device, dtype=param.dtype)
+    state = {}
+    for key, value in core_model.state_dict().items():
+        state[HEAD_KEY if key == HEAD_KEY else CORE_PREFIX + key] = value
+    model.load_state_dict(state, strict=True)
+    model.train(core_model.training)
+    return model
+
+
+def from_hf(hf_model: SessaForCausalLM) -> SessaLM:
+    """The core SessaLM with a copy of hf_model's weights (same logits bit for bit)."""
+    if not isinstance(hf_model, SessaForCausalLM):
+        raise TypeError(f"hf_model must be a SessaForCausalLM, got {type(hf_model).__name__}")
+    param = next(hf_model.parameters())
+    core = SessaLM(hf_model.config.to_core()).to(device=param.device, dtype=param.dtype)
+    state = {}
+    for key, value in hf_model.state_dict().items():
+        if key == HEAD_KEY:
+            state[key] = value
+        elif key.startswith(CORE_PREFIX):
+            state[key[len(CORE_PREFIX):]] = value
+        else:  # nothing else belongs to the model; refuse rather than drop it
+            raise ValueError(f"unexpected state_dict key {key!r} in hf_model")
+    core.load_state_dict(state, strict=True)
+    core.train(hf_model.training)
+    return core
+
+
+register()
+
+__all__ = [
+    "SessaConfig",
+    "SessaPreTrainedModel",
+    "SessaModel",
+    "SessaForCausalLM",
+    "register",
+    "to_hf",
+    "from_hf",
+]
