@@ -10,6 +10,16 @@ from sessa.ops import feedback_solve
 
 __version__ = "0.1.0"
 
+# Register model_type "sessa" with transformers' Auto* classes; optional, so sessa.ops / sessa.layers /
+# the core LM keep working with torch alone. Only a missing transformers is tolerated: a broken
+# integration must fail loudly, not disappear.
+try:
+    import transformers  # noqa: F401
+except ImportError:
+    pass
+else:
+    import sessa.models.hf  # noqa: F401  (registers on import)
+
 __all__ = [
     "feedback_solve",
     "GatedBlock",

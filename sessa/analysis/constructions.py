@@ -185,7 +185,7 @@ def selective_retrieval_sessa(
     """
     gamma = _check_gamma(gamma, gamma_max)
     if isinstance(sharpness, bool) or not isinstance(sharpness, (int, float)) or not 0 < sharpness <= 80:
-        raise ValueError(f"sharpness must be a float in (0, 80] (a logit; e^80 is near float64's range), got {sharpness!r}")
+        raise ValueError(f"sharpness must be a float in (0, 80] (a logit, e^80 ~ 1e35), got {sharpness!r}")
     check_positive_int("d_model", d_model)
     mixer = SessaMixer(d_model, 1, gamma_max=gamma_max, rope=False, impl=impl).to(dtype)
     D = d_model

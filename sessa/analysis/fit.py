@@ -97,6 +97,12 @@ def _select(lags, values, lag_range, n_points) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"lag_range must be (lo, hi) with lo <= hi, got {lag_range!r}")
         keep = (x >= lag_range[0]) & (x <= lag_range[1])
         x, y = x[keep], y[keep]
+    # checked on every lag of the range, before thinning, so no bad value is skipped silently
+    bad = ~np.isfinite(y) | (y <= 0)
+    if bad.any():
+        raise ValueError(
+            f"values must be finite and > 0 to fit a tail on a log scale; lag {x[bad][0]:g} has {y[bad][0]!r}"
+        )
     if n_points is not None and x.size > n_points:
         if n_points < 3:
             raise ValueError(f"n_points must be >= 3, got {n_points}")
@@ -107,11 +113,6 @@ def _select(lags, values, lag_range, n_points) -> tuple[np.ndarray, np.ndarray]:
         x, y = x[idx], y[idx]
     if x.size < 3:
         raise ValueError(f"need at least 3 lags in the fit range, got {x.size} (lag_range={lag_range})")
-    bad = ~np.isfinite(y) | (y <= 0)
-    if bad.any():
-        raise ValueError(
-            f"values must be finite and > 0 to fit a tail on a log scale; lag {x[bad][0]:g} has {y[bad][0]!r}"
-        )
     return x, y
 
 

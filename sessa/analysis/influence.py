@@ -59,13 +59,12 @@ def feedback_influence(
     kw = {"scale": scale, "impl": impl, "chunk_size": chunk_size}
     if source is not None:
         _check_index("source", source, T)
-        # rows before the source are zero and rows after it never read them: solve on [source, T) only
-        f = q_b.new_zeros(B, T - source, H, 1)
-        f[:, 0] = 1.0
+        # the full length: rows after the source still normalise their softmax over the earlier keys
+        f = q_b.new_zeros(B, T, H, 1)
+        f[:, source] = 1.0
         with torch.no_grad():
-            s = feedback_solve(q_b[:, source:], k_b[:, source:], f, gamma[:, source:], **kw)
-        out[:, source:] = s[..., 0]
-        return out
+            s = feedback_solve(q_b, k_b, f, gamma, **kw)
+        return s[..., 0]
     _check_index("target", target, T)
     n = target + 1  # later positions cannot influence s_target
     f = q_b.new_zeros(B, n, H, 1, requires_grad=True)

@@ -12,7 +12,8 @@ from the embeddings h^(0) to the last block's output h^(N), before the final nor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -128,8 +129,9 @@ def jacobian_norms_jvp(
 ) -> torch.Tensor:
     """||dy_{source + l} / dx_source||_F for l = 0..T-1-source, per input: [B, T - source], by forward mode.
 
-    Runs attention with SDPA's math kernel, because the fused CPU kernel has no forward-mode derivative.
-    Modules whose ops lack forward-mode AD (e.g. a custom autograd.Function without jvp) raise there.
+    Runs attention with SDPA's math kernel and Sessa's solve with its token-loop implementation (same
+    maths), because the fused CPU attention kernel and the chunked solve's autograd.Function have no
+    forward-mode rule. Other modules whose ops lack forward-mode AD raise a RuntimeError from torch.
     """
     fn = hidden_stack(module)
     x = _check_x(x)
@@ -138,7 +140,7 @@ def jacobian_norms_jvp(
     u, norm = _probe_vectors(probes, D, x, seed)
     x = x.detach()
     sq = None
-    with sdpa_kernel([SDPBackend.MATH]), torch.no_grad():
+    with sdpa_kernel([SDPBackend.MATH]), torch.no_grad(), _forward_mode_solves(module):
         for i in range(u.shape[0]):
             tangent = torch.zeros_like(x)
             tangent[:, source] = u[i]
@@ -146,6 +148,25 @@ def jacobian_norms_jvp(
             part = dy[:, source:].pow(2).sum(-1)
             sq = part if sq is None else sq + part
     return (sq * norm).sqrt()
+
+
+@contextlib.contextmanager
+def _forward_mode_solves(module: nn.Module | Sequence[nn.Module]) -> Iterator[None]:
+    """Temporarily switch Sessa mixers with impl auto/chunk to "recurrent", which supports forward-mode AD."""
+    roots = list(module) if isinstance(module, (list, tuple)) else [module]
+    changed = [
+        (m, m.impl)
+        for root in roots
+        for m in root.modules()
+        if hasattr(m, "feedback_inputs") and getattr(m, "impl", None) in ("auto", "chunk")
+    ]
+    try:
+        for m, _ in changed:
+            m.impl = "recurrent"
+        yield
+    finally:
+        for m, impl in changed:
+            m.impl = impl
 
 
 def transport_scores(

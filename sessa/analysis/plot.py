@@ -20,6 +20,8 @@ class Curve:
     slope: float | None = None
     slope_label: str | None = None
     anchor: float | None = None
+    theory: Sequence[float] | np.ndarray | None = None  # any theoretical curve at `lags` (e.g. an exponential)
+    theory_label: str | None = None
 
 
 def plot_tails(
@@ -29,8 +31,12 @@ def plot_tails(
     title: str = "Influence vs lag",
     fit_range: tuple[float, float] | None = None,
     extra: Mapping[str, str] | None = None,
+    y_floor: float = 1e-6,
 ) -> str:
-    """Write a log-log PNG of every curve (positive values only) and its dashed theoretical slope; returns path."""
+    """Write a log-log PNG of every curve (positive values only) and its dashed theory; returns path.
+
+    The y axis stops at y_floor times the largest value, so an exponential tail does not squash the others.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; must precede pyplot
@@ -41,6 +47,7 @@ def plot_tails(
     if not curves:
         raise ValueError("curves must hold at least one Curve")
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    top = 0.0
     try:
         for i, c in enumerate(curves):
             x = np.asarray(c.lags, dtype=np.float64)
@@ -56,8 +63,18 @@ def plot_tails(
                 xs = np.geomspace(x0, x[ok].max(), 32)
                 ax.loglog(xs, y0 * (xs / x0) ** (-c.slope), color=color, ls="--", lw=1.0,
                           label=c.slope_label or f"theory: slope -{c.slope:g}")
+            if c.theory is not None:
+                th = np.asarray(c.theory, dtype=np.float64)
+                if th.shape != x.shape:
+                    raise ValueError(f"curve {c.label!r}: theory must have one value per lag")
+                good = ok & (th > 0)
+                ax.loglog(x[good], th[good], color=color, ls=":", lw=1.2, label=c.theory_label or "theory")
+            if ok.any():
+                top = max(top, float(y[ok].max()))
         if fit_range is not None:
             ax.axvspan(fit_range[0], fit_range[1], color="0.9", zorder=0, label="fit range")
+        if top > 0:
+            ax.set_ylim(bottom=top * y_floor, top=top * 2)
         ax.set_xlabel("lag  l = t - tau")
         ax.set_ylabel("influence  |d out_t / d in_tau|")
         ax.set_title(title)

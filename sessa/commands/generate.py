@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -14,7 +13,7 @@ DEMO_CONFIG = {"vocab_size": 258, "d_model": 64, "n_layers": 2, "n_heads": 2}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="model folder (checkpoint / config.json + safetensors)")
+    src.add_argument("--checkpoint", help="checkpoint folder or a training run's out_dir")
     src.add_argument("--random-init", action="store_true", help="random model (a demo: prints noise)")
     p.add_argument("--config", help="JSON/YAML file of SessaConfig fields for --random-init")
     p.add_argument("--prompt", required=True, help="text to continue")
@@ -49,33 +48,11 @@ def _read_config_file(path: str) -> dict[str, Any]:
     return d
 
 
-def load_model(path: str):
-    """A SessaLM from a folder: sessa.train.checkpoint.load_model if present, else config.json + weights."""
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"--checkpoint: no such folder {path!r}")
-    try:
-        ckpt = importlib.import_module("sessa.train.checkpoint")
-    except ModuleNotFoundError as e:
-        if e.name not in ("sessa.train.checkpoint", "sessa.train"):
-            raise
-        ckpt = None
-    if ckpt is not None and hasattr(ckpt, "load_model"):
-        out = ckpt.load_model(path)
-        return out[0] if isinstance(out, tuple) else out
-    from safetensors.torch import load_file
+def load_model(path: str, device: str = "cpu"):
+    """A SessaLM from a checkpoint folder (or a run's out_dir) via sessa.train.checkpoint."""
+    from sessa.train.checkpoint import load_checkpoint
 
-    from sessa.models import SessaConfig, SessaLM
-
-    cfg_path, weights = os.path.join(path, "config.json"), os.path.join(path, "model.safetensors")
-    for f in (cfg_path, weights):
-        if not os.path.isfile(f):
-            raise FileNotFoundError(f"--checkpoint: {path!r} has no {os.path.basename(f)}")
-    model = SessaLM(SessaConfig.from_dict(_read_config_file(cfg_path)))
-    state = load_file(weights)
-    if model.config.tie_embeddings and "lm_head.weight" not in state and "embed.weight" in state:
-        state["lm_head.weight"] = state["embed.weight"]
-    model.load_state_dict(state, strict=True)
-    return model
+    return load_checkpoint(path, device=device)
 
 
 def _tokenizer(name: str):
@@ -131,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.config:
             raise ValueError("--config is only used with --random-init (a checkpoint has its own config)")
-        model = load_model(args.checkpoint)
+        model = load_model(args.checkpoint, args.device)
     model = model.to(args.device)
     encode, decode, eos = _tokenizer(args.tokenizer)
     ids = encode(args.prompt)

@@ -17,36 +17,37 @@ from sessa.ops.utils import check_tensor
 
 
 class GrowableBuffer:
-    """A tensor [B, n, *rest] that grows along dim 1 with amortised O(1) appends (capacity doubling)."""
+    """A tensor that grows along dimension `dim` with amortised O(1) appends (capacity doubling)."""
 
-    def __init__(self, data: torch.Tensor, length: int | None = None) -> None:
-        self.data = data  # [B, capacity, *rest]; positions >= length are unused
-        self.length = data.shape[1] if length is None else length
+    def __init__(self, data: torch.Tensor, length: int | None = None, dim: int = 1) -> None:
+        self.data, self.dim = data, dim  # positions >= length along dim are unused capacity
+        self.length = data.shape[dim] if length is None else length
 
     @property
     def value(self) -> torch.Tensor:
-        """The filled part [B, n, *rest] (a view: read it before the next append)."""
-        return self.data[:, : self.length]
+        """The filled part (a view: read it before the next append)."""
+        return self.data.narrow(self.dim, 0, self.length)
 
     def append(self, x: torch.Tensor) -> None:
-        """Append x [B, T, *rest] along dim 1."""
-        n, t = self.length, x.shape[1]
-        if x.requires_grad or self.data.requires_grad:
-            # functional growth keeps tensors saved for backward intact
-            self.data = torch.cat([self.value, x.to(self.data.dtype)], dim=1)
+        """Append x (same shape as data except along dim)."""
+        n, t = self.length, x.shape[self.dim]
+        if torch.is_grad_enabled() and (x.requires_grad or self.data.requires_grad):
+            # functional growth: an in-place write would invalidate tensors saved for backward
+            self.data = torch.cat([self.value, x.to(self.data.dtype)], dim=self.dim)
             self.length = n + t
             return
-        if n + t > self.data.shape[1]:
-            capacity = max(2 * self.data.shape[1], n + t, 16)
-            new = self.data.new_empty(self.data.shape[0], capacity, *self.data.shape[2:])
-            new[:, :n] = self.value
+        if n + t > self.data.shape[self.dim]:
+            shape = list(self.data.shape)
+            shape[self.dim] = max(2 * shape[self.dim], n + t, 16)
+            new = self.data.new_empty(shape)
+            new.narrow(self.dim, 0, n).copy_(self.value)
             self.data = new
-        self.data[:, n : n + t] = x
+        self.data.narrow(self.dim, n, t).copy_(x)
         self.length = n + t
 
     def index_select(self, batch_idx: torch.Tensor) -> GrowableBuffer:
-        """A compact copy keeping rows batch_idx."""
-        return GrowableBuffer(self.value.index_select(0, batch_idx), self.length)
+        """A compact copy keeping rows batch_idx of dim 0."""
+        return GrowableBuffer(self.value.index_select(0, batch_idx), self.length, self.dim)
 
 
 class LayerCache:
@@ -105,8 +106,9 @@ class SessaLayerCache(LayerCache):
     ) -> None:
         super().__init__(batch_size, device)
         self.n_kv_heads, self.head_dim, self.d_model, self.feedback = n_kv_heads, head_dim, d_model, feedback
-        kv = torch.empty(batch_size, 0, n_kv_heads, head_dim, dtype=dtype, device=device)
-        self._k, self._v = GrowableBuffer(kv), GrowableBuffer(kv.clone())
+        # stored head-major [B, Hkv, n, d] so each head's keys are contiguous for SDPA (as in KV caches)
+        kv = torch.empty(batch_size, n_kv_heads, 0, head_dim, dtype=dtype, device=device)
+        self._k, self._v = GrowableBuffer(kv, dim=2), GrowableBuffer(kv.clone(), dim=2)
         fb = torch.empty(batch_size, 0, 1, d_model, dtype=dtype, device=device)
         # without the feedback branch (ablation) only K/V are kept
         self._k_b = GrowableBuffer(fb) if feedback else None
@@ -120,13 +122,13 @@ class SessaLayerCache(LayerCache):
 
     @property
     def k(self) -> torch.Tensor:
-        """Forward keys after RoPE [B, n, Hkv, d]."""
-        return self._k.value
+        """Forward keys after RoPE [B, n, Hkv, d] (a transposed view of the head-major storage)."""
+        return self._k.value.transpose(1, 2)
 
     @property
     def v(self) -> torch.Tensor:
         """Forward values [B, n, Hkv, d]."""
-        return self._v.value
+        return self._v.value.transpose(1, 2)
 
     @property
     def k_b(self) -> torch.Tensor | None:
@@ -140,8 +142,8 @@ class SessaLayerCache(LayerCache):
 
     def append_kv(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """Append forward keys (after RoPE) and values [B, T, Hkv, d] of the new tokens."""
-        self._k.append(k)
-        self._v.append(v)
+        self._k.append(k.transpose(1, 2))
+        self._v.append(v.transpose(1, 2))
 
     def append_feedback(self, k_b: torch.Tensor, s: torch.Tensor) -> None:
         """Append feedback keys and solutions [B, T, 1, D] of the new tokens."""
@@ -164,6 +166,15 @@ class SessaLayerCache(LayerCache):
 
 class SessaCache:
     """Model-level cache: one `LayerCache` per layer (None until that layer's first cached forward)."""
+
+    # Read by transformers' generate() on a cache passed in by the user: ours grows with the sequence
+    # (no layer is fixed-size "linear"), is not a static compilable cache, and cannot be cropped.
+    is_compileable = False
+    is_croppable = False
+
+    @property
+    def is_linear(self) -> list[bool]:
+        return [False] * len(self.layers)
 
     def __init__(self, n_layers: int) -> None:
         if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:

@@ -41,6 +41,19 @@ class SessaPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
 
     @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any):
+        """transformers' from_pretrained, then every CPU weight moved into its own aligned memory.
+
+        Weights loaded from safetensors are views into the memory-mapped file at arbitrary byte offsets;
+        CPU matmul kernels round differently on unaligned data, so logits would not match the saved model
+        bit for bit (and the file would stay mapped). One copy per tensor fixes both.
+        """
+        result = super().from_pretrained(*args, **kwargs)
+        model = result[0] if isinstance(result, tuple) else result
+        _own_cpu_storage(model)
+        return result
+
+    @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         """False: generate must not create a DynamicCache; our forward starts a SessaCache itself."""
         return False
@@ -77,7 +90,11 @@ class SessaModel(SessaPreTrainedModel):
         return self.core.embed
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
+        if not isinstance(value, nn.Embedding):
+            raise TypeError(f"value must be an nn.Embedding, got {type(value).__name__}")
         self.core.embed = value
+        # resize_token_embeddings lands here: the core checks ids against its own config's vocab_size
+        self.core.config.vocab_size = value.num_embeddings
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -117,7 +134,7 @@ class SessaModel(SessaPreTrainedModel):
             raise TypeError(f"use_cache must be a bool or None, got {use_cache!r}")
         if output_hidden_states is None:
             output_hidden_states = bool(self.config.output_hidden_states)
-        mask = _drop_all_ones(attention_mask)
+        mask = _drop_all_ones(attention_mask, input_ids, cache)
         with _capture_hidden(self.core, output_hidden_states) as hidden:
             out = self.core(input_ids, attention_mask=mask, cache=cache, use_cache=use_cache or cache is not None)
         states = None
@@ -188,6 +205,19 @@ class SessaForCausalLM(SessaPreTrainedModel, GenerationMixin):
         return out if _return_dict(return_dict, self.config) else out.to_tuple()
 
 
+@torch.no_grad()
+def _own_cpu_storage(model: nn.Module) -> None:
+    """Replace each CPU parameter/buffer's data by a fresh (64-byte aligned, unmapped) copy; ties are kept."""
+    seen: set[int] = set()
+    for module in model.modules():
+        for tensors in (module._parameters, module._buffers):
+            for t in tensors.values():
+                if t is None or id(t) in seen or t.device.type != "cpu":
+                    continue
+                seen.add(id(t))
+                t.data = t.data.clone()  # same Parameter object, so tied weights stay tied
+
+
 def _check_kwargs(kwargs: dict[str, Any], allowed: frozenset[str]) -> None:
     """Reject keyword arguments we would otherwise ignore (position_ids, output_attentions=True, ...)."""
     for key, value in kwargs.items():
@@ -205,12 +235,19 @@ def _return_dict(return_dict: bool | None, config: SessaConfig) -> bool:
     return bool(config.return_dict) if return_dict is None else bool(return_dict)
 
 
-def _drop_all_ones(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """None for an all-ones mask (same result, and works for mixers without mask support)."""
-    if isinstance(attention_mask, torch.Tensor) and attention_mask.numel() and not attention_mask.is_floating_point():
-        if bool((attention_mask == 1).all()):
-            return None
-    return attention_mask
+def _drop_all_ones(attention_mask: object, input_ids: object, cache: object) -> object:
+    """None for a well-shaped all-ones mask (same result, and works for mixers without mask support).
+
+    Anything else goes to the core unchanged, which validates it (shape [B, past + T], 0/1 values).
+    """
+    if not (isinstance(attention_mask, torch.Tensor) and isinstance(input_ids, torch.Tensor)):
+        return attention_mask
+    past = cache.seq_len if isinstance(cache, SessaCache) else 0
+    if input_ids.ndim != 2 or tuple(attention_mask.shape) != (input_ids.shape[0], past + input_ids.shape[1]):
+        return attention_mask
+    if attention_mask.is_floating_point() or attention_mask.is_complex() or not bool((attention_mask == 1).all()):
+        return attention_mask
+    return None
 
 
 @contextlib.contextmanager

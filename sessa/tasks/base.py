@@ -8,9 +8,8 @@ produced on demand, in any order, identically on every machine.
 
 from __future__ import annotations
 
-import os
+import operator
 import random
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sessa.models.lm import IGNORE_INDEX
+from sessa.utils.io import atomic_write
 
 SPLITS = ("train", "validation", "test")
 CLASSIFICATION_METRICS = ("loss", "accuracy")
@@ -92,8 +92,12 @@ class LazyDataset(Dataset):
         return self.size
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
+        if isinstance(index, bool):
+            raise TypeError("index must be an int, got bool")
+        try:
+            index = operator.index(index)  # ints, numpy and 0-d torch integers
+        except TypeError:
+            raise TypeError(f"index must be an int, got {type(index).__name__}") from None
         if index < 0:
             index += self.size
         if not 0 <= index < self.size:
@@ -150,14 +154,5 @@ class SyntheticTask(Task):
 
 def write_text_atomic(path: str, write: Callable[[Any], None]) -> None:
     """Write a text file through a temp file in the same folder, then os.replace (never half-written)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "w") as f:
+        write(f)

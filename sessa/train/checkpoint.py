@@ -74,7 +74,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> str:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    if os.path.isfile(os.path.join(path, MODEL_FILE)) or os.path.isfile(os.path.join(path, STATE_FILE)):
+    if any(os.path.isfile(os.path.join(path, n)) for n in (MODEL_FILE, STATE_FILE, CONFIG_FILE)):
         return path
     for root in (os.path.join(path, "checkpoints"), path):
         found = latest_checkpoint(root)
@@ -111,7 +111,7 @@ def _load_tensors(path: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or truncated): {e}") from None
 
 
-def _read_json(path: str) -> dict[str, Any]:
+def read_json(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: file missing; the checkpoint folder is incomplete")
     try:
@@ -129,7 +129,7 @@ def verify_files(folder: str, names: tuple[str, ...] | None = None) -> None:
     state_path = os.path.join(folder, STATE_FILE)
     if not os.path.isfile(state_path):
         return
-    files = _read_json(state_path).get("files", {})
+    files = read_json(state_path).get("files", {})
     for name, rec in files.items():
         if names is not None and name not in names:
             continue
@@ -148,7 +148,7 @@ def verify_files(folder: str, names: tuple[str, ...] | None = None) -> None:
 def model_config(folder: str) -> SessaConfig:
     """The SessaConfig stored in config.json."""
     path = os.path.join(folder, CONFIG_FILE)
-    data = _read_json(path)
+    data = read_json(path)
     try:
         return SessaConfig.from_dict(data["model"] if "model" in data else data)
     except (KeyError, TypeError, ValueError) as e:
@@ -277,7 +277,7 @@ def write_checkpoint(root: str, step: int, weights: dict[str, torch.Tensor], opt
 def read_training_checkpoint(folder: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """(model tensors, optimizer state dict, state.json) of a checkpoint, verified against state.json."""
     verify_files(folder)
-    state = _read_json(os.path.join(folder, STATE_FILE))
+    state = read_json(os.path.join(folder, STATE_FILE))
     if state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{os.path.join(folder, STATE_FILE)}: format {state.get('format')!r} is not "
                               f"supported (expected {FORMAT_VERSION})")

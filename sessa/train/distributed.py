@@ -81,9 +81,13 @@ def wrap_model(model: nn.Module, info: DistInfo, fsdp: bool) -> nn.Module:
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 
+        # FSDP cannot shard 0-d parameters (b_gamma is a scalar, as in the authors' state_dict): keep them
+        # replicated and average their gradients ourselves (sync_replicated_grads).
+        scalars = [p for p in model.parameters() if p.dim() == 0]
         for block in model.layers:
-            fully_shard(block)
-        fully_shard(model)
+            fully_shard(block, ignored_params={p for p in block.parameters() if p.dim() == 0} or None)
+        fully_shard(model, ignored_params=set(scalars) or None)
+        model._sessa_replicated = scalars
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -113,6 +117,43 @@ def grad_sync(model: nn.Module, sync: bool) -> Iterator[None]:
             model.set_requires_gradient_sync(True)
     else:
         yield
+
+
+def sync_replicated_grads(model: nn.Module, info: DistInfo) -> None:
+    """Average the gradients of the parameters FSDP leaves replicated (one flat all-reduce)."""
+    params = [p for p in getattr(model, "_sessa_replicated", []) if p.grad is not None]
+    if not params or not info.enabled:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= info.world_size
+    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
+        p.grad.copy_(g.view_as(p.grad))
+
+
+def clip_grad_norm(model: nn.Module, max_norm: float, info: DistInfo) -> torch.Tensor:
+    """Total gradient 2-norm (returned) and in-place clipping to max_norm, for plain, DDP and FSDP2 models.
+
+    Same rule as torch.nn.utils.clip_grad_norm_ (coef = max_norm / (norm + 1e-6), capped at 1); under FSDP
+    the squared norms of the local shards are summed with one all-reduce (torch's version cannot mix the
+    sharded DTensor gradients with the replicated scalar ones).
+    """
+    if not hasattr(model, "_sessa_replicated"):
+        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    sharded = [g.to_local() for g in grads if hasattr(g, "to_local")]
+    plain = [g for g in grads if not hasattr(g, "to_local")]
+    sq = torch.zeros((), dtype=torch.float32, device=info.device)
+    for g in sharded:
+        sq += g.float().pow(2).sum()
+    all_reduce_sum(sq, info)
+    for g in plain:
+        sq += g.float().pow(2).sum()
+    total = sq.sqrt()
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(coef.to(g.dtype))
+    return total
 
 
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:

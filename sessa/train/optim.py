@@ -57,14 +57,20 @@ class WarmupCosine:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices (Linear/Embedding weights); no decay on biases, LayerNorm and scalar gains (b_gamma)."""
-    decay, no_decay, seen = [], [], set()
+    """Decay matrices (Linear/Embedding weights); no decay on biases, LayerNorm and scalar gains (b_gamma).
+
+    Scalars get a group of their own (same hyper-parameters as the no-decay group): under FSDP they stay
+    replicated plain tensors while the rest are sharded DTensors, and a group must not mix the two. The
+    groups are the same in every mode so that checkpoints move freely between 1 process, DDP and FSDP.
+    """
+    decay, no_decay, scalars, seen = [], [], [], set()
     for _, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:  # tied embedding/head: one entry
             continue
         seen.add(id(p))
-        (decay if p.dim() >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        (decay if p.dim() >= 2 else no_decay if p.dim() == 1 else scalars).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0},
+              {"params": scalars, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 
 

@@ -17,6 +17,12 @@ from typing import IO, Any
 TMP_PREFIX = ".tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: str) -> None:
     """Persist a rename: fsync the folder entry (no-op where folders cannot be opened, e.g. Windows)."""
     try:
@@ -41,6 +47,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix="-" + os.path.basename(path), dir=folder)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         if mode == "wb":
             f = os.fdopen(fd, "wb")
         else:
@@ -88,6 +95,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[str]:
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=TMP_PREFIX + os.path.basename(path) + "-", dir=parent)
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         for name in os.listdir(tmp):  # make the contents durable before they become visible
             fp = os.path.join(tmp, name)

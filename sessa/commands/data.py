@@ -1,0 +1,65 @@
+"""`sessa data TASK --out DIR`: write a generated task's splits as the authors' TSV files (Text, Answer)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+GENERATED = ("symbolsoup", "diffuse_mqar", "mqar", "passkey")
+# flag -> option name; a flag left unset keeps the task's default (see docs/tasks.md)
+FLAGS: dict[str, tuple[type, str]] = {
+    "n_train": (int, "training examples (SymbolSoup: a multiple of 20)"),
+    "n_validation": (int, "validation examples"),
+    "n_test": (int, "test examples"),
+    "seed": (int, "data seed"),
+    "min_len": (int, "symbolsoup: shortest Text in tokens (authors' counting)"),
+    "max_len": (int, "symbolsoup: longest Text in tokens (authors' counting)"),
+    "num_pairs": (int, "(diffuse_)mqar: key-value pairs in memory"),
+    "num_queries": (int, "(diffuse_)mqar: queried pairs"),
+    "key_len": (int, "diffuse_mqar: tokens per key"),
+    "value_len": (int, "diffuse_mqar: tokens per value"),
+    "min_lag": (int, "diffuse_mqar: smallest source-query lag"),
+    "max_lag": (int, "diffuse_mqar: largest training lag"),
+    "test_lag_factor": (int, "diffuse_mqar: test lags reach this multiple of max_lag"),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", choices=GENERATED, help="which generator")
+    p.add_argument("--out", required=True, help="output folder (created); files are written atomically")
+    p.add_argument("--splits", default="train,validation,test", help="comma-separated splits to write")
+    for name, (typ, help_) in FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other task option, VALUE parsed as JSON when possible (e.g. distance=[64,256])")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def _parse_set(items: list[str]) -> dict[str, object]:
+    """KEY=VALUE pairs -> options; VALUE is JSON when it parses, else a string."""
+    out: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from sessa.tasks import build_task
+    from sessa.tasks.tsv import write_task_files
+
+    options = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
+    options.update(_parse_set(args.set))
+    task = build_task(args.task, **options)
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    if not splits:
+        raise ValueError("--splits must name at least one of train, validation, test")
+    written = write_task_files(task, args.out, splits=splits, progress=not args.no_progress)
+    for what, path in written.items():
+        print(f"{what}: {path}")
+    return 0

@@ -1,0 +1,63 @@
+"""`sessa eval --checkpoint DIR`: metrics of a saved model on a task split, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint folder, or a run's out_dir (its latest checkpoint is used)")
+    p.add_argument("--task", default=None, help="task name (default: the one the checkpoint was trained on)")
+    p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a task option (repeatable), e.g. --task-option seq_len=4096")
+    p.add_argument("--split", default="validation", help="train, validation or test (default validation)")
+    p.add_argument("--batches", type=int, default=None, help="evaluate only the first N batches (default: all)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _task_spec(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, Any]]:
+    from sessa.train.checkpoint import CONFIG_FILE, read_json
+    from sessa.train.config import parse_override
+
+    saved = read_json(os.path.join(folder, CONFIG_FILE)).get("train") or {}
+    name = args.task or saved.get("task")
+    if not name:
+        raise ValueError(f"{folder} does not record its task (exported with save_model): pass --task NAME")
+    options = dict(saved.get("task_options") or {}) if name == saved.get("task") else {}
+    for item in args.task_option:
+        k, v = parse_override(item)
+        options[k] = v
+    return name, options
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from sessa.train.checkpoint import load_checkpoint, resolve_checkpoint
+    from sessa.train.distributed import DistInfo
+    from sessa.train.evaluate import evaluate
+    from sessa.train.loop import build_task_from_name
+
+    folder = resolve_checkpoint(args.checkpoint)
+    name, options = _task_spec(args, folder)
+    task = build_task_from_name(name, options)
+    model = load_checkpoint(folder, device=args.device)
+    if task.vocab_size > model.config.vocab_size:
+        raise ValueError(f"task {name!r} has vocab_size {task.vocab_size} > the model's {model.config.vocab_size}")
+    metrics = evaluate(model, task, args.split, args.batches, batch_size=args.batch_size, precision=args.precision,
+                       info=DistInfo(device=torch.device(args.device)))
+    result = {"checkpoint": folder, "task": name, "split": args.split, "params": model.num_parameters(), **metrics}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        width = max(len(k) for k in result)
+        for k, v in result.items():
+            print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0

@@ -1,0 +1,126 @@
+"""`sessa train`: train from a YAML config and/or flags; `--launcher torchrun` re-executes under torchrun."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+# flag -> TrainConfig key (dotted for the model); None values are "not given" and leave the YAML alone
+_FLAGS: dict[str, tuple[str, type]] = {
+    "task": ("task", str), "steps": ("steps", int), "batch_size": ("batch_size", int),
+    "grad_accum": ("grad_accum", int), "lr": ("lr", float), "warmup_steps": ("warmup_steps", int),
+    "precision": ("precision", str), "seed": ("seed", int), "eval_every": ("eval_every", int),
+    "eval_batches": ("eval_batches", int), "ckpt_every": ("ckpt_every", int), "keep_last": ("keep_last", int),
+    "out_dir": ("out_dir", str), "stop_at": ("stop_at", int), "log_every": ("log_every", int),
+    "device": ("device", str), "mixer": ("model.mixer", str), "d_model": ("model.d_model", int),
+    "n_layers": ("model.n_layers", int), "n_heads": ("model.n_heads", int),
+}
+LAUNCHER_FLAGS = ("--launcher", "--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-id",
+                  "--rdzv-backend", "--master-addr", "--master-port")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML training config (see configs/); flags below override it")
+    for dest, (_, typ) in _FLAGS.items():
+        p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=typ, default=None)
+    p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task option, e.g. --task-option seq_len=512 (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config key, dotted for nested ones: --set model.gamma_max=0.99 (repeatable)")
+    p.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="resume from the latest checkpoint in --out-dir, or from the given checkpoint folder")
+    p.add_argument("--fsdp", action="store_true", default=None, help="under torchrun: FSDP2 instead of DDP")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.add_argument("--json", action="store_true", help="print the result dict as JSON at the end")
+    g = p.add_argument_group("launching several processes (issue 6; docs/training.md)")
+    g.add_argument("--launcher", choices=("none", "torchrun"), default="none",
+                   help="torchrun: re-run this command as `torchrun ... -m sessa.train ...`")
+    g.add_argument("--nproc-per-node", type=int, default=None)
+    g.add_argument("--nnodes", default=None, help="e.g. 2 or 1:4 (elastic)")
+    g.add_argument("--node-rank", type=int, default=None)
+    g.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT of the rendezvous (multi-node)")
+    g.add_argument("--rdzv-id", default=None)
+    g.add_argument("--rdzv-backend", default=None)
+    g.add_argument("--master-addr", default=None)
+    g.add_argument("--master-port", type=int, default=None)
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """YAML (if any) + flags + --task-option + --set, validated as a TrainConfig."""
+    from sessa.train.config import TrainConfig, apply_overrides, load_yaml, parse_override
+
+    base: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    over: dict[str, Any] = {}
+    for dest, (key, _) in _FLAGS.items():
+        if getattr(args, dest) is not None:
+            over[key] = getattr(args, dest)
+    for name in ("fsdp", "progress"):
+        if getattr(args, name) is not None:
+            over[name] = getattr(args, name)
+    if args.resume is not None:
+        over["resume"] = True if args.resume == "auto" else args.resume
+    for item in args.task_option:
+        k, v = parse_override(item)
+        over["task_options." + k] = v
+    for item in args.set:
+        k, v = parse_override(item)
+        over[k] = v
+    return TrainConfig.from_dict(apply_overrides(base, over))
+
+
+def strip_launcher(argv: list[str]) -> list[str]:
+    """Drop the launcher flags (both '--flag value' and '--flag=value') from a `sessa train` argv."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        name = a.split("=", 1)[0]
+        if name in LAUNCHER_FLAGS:
+            skip = "=" not in a
+            continue
+        out.append(a)
+    return out
+
+
+def torchrun_command(args: argparse.Namespace, train_argv: list[str]) -> list[str]:
+    """[python, -m, torch.distributed.run, <rendezvous flags>, -m, sessa.train, <train flags>]."""
+    cmd = [sys.executable, "-m", "torch.distributed.run"]
+    for flag in LAUNCHER_FLAGS[1:]:
+        v = getattr(args, flag[2:].replace("-", "_"))
+        if v is not None:
+            cmd += [flag, str(v)]
+    if args.nproc_per_node is None:
+        cmd += ["--nproc-per-node", "1"]
+    return cmd + ["-m", "sessa.train", *strip_launcher(train_argv)]
+
+
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    if args.launcher == "torchrun":
+        if argv is None:  # called from `sessa train ...`: the flags after the sub-command name
+            argv = sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else []
+        build_config(args)  # fail fast on a bad config, before starting processes
+        cmd = torchrun_command(args, argv)
+        print("exec:", " ".join(cmd), file=sys.stderr)
+        os.execv(cmd[0], cmd)
+    from sessa.train import NonFiniteLossError, train
+
+    cfg = build_config(args)
+    try:
+        result = train(cfg)
+    except NonFiniteLossError as e:
+        print(f"sessa train: stopped: {e}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", "0")) == 0:
+        if args.json:
+            print(json.dumps({k: v for k, v in result.items() if k != "model"}, indent=2))
+        else:
+            final = ", ".join(f"{k} {v:.4g}" for k, v in result["final"].items())
+            print(f"done: {result['steps']} steps, {result['params']:,} parameters, "
+                  f"{result['tokens_per_s']:,.0f} tokens/s, {result['wall_time_s']:.1f} s; final {final}")
+            if result["checkpoint"]:
+                print(f"checkpoint: {result['checkpoint']}")
+    return 0

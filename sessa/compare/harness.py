@@ -1,0 +1,148 @@
+"""The comparison harness: train Sessa and the baselines with one budget and seeds, evaluate on the test split.
+
+    run_bench("symbolsoup", preset="laptop", models=["sessa", "attention", "mamba2", "sessa-nofb"], seeds=[0])
+
+Models are "the same gated block with the mixer swapped" (PAPER_NOTES.md): "sessa" is the preset's model,
+"sessa-nofb" the paper's ablation (same config with feedback=False, width unchanged), "attention" and
+"mamba2" get the width chosen by `match_baseline` so their parameter count matches "sessa" within the
+tolerance. Everything else - depth, vocabulary, optimizer, schedule, steps, batch, data order per seed -
+is identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sessa.compare.loop import Budget, evaluate, train_model
+from sessa.compare.matching import DEFAULT_TOLERANCE, match_baseline
+from sessa.compare.presets import MODELS, get_preset
+from sessa.models.config import SessaConfig
+
+# Paper's Table 1 / Table 2 (test, mean ± std over 2 seeds; PAPER_NOTES.md), for the report.
+PAPER_REFERENCE: dict[str, dict[str, Any]] = {
+    "symbolsoup": {"metric": "accuracy", "scale": "~125M-350M params, length 2048", "values": {
+        "sessa": [0.8601, 0.0016], "attention": [0.7921, 0.0070], "mamba2": [0.0500, 0.0000]}},
+    "diffuse_mqar": {"metric": "accuracy", "scale": "~125M-350M params", "values": {
+        "sessa": [0.1541, 0.0071], "attention": [0.1222, 0.0003], "mamba2": [0.0021, 0.0000]}},
+    "lm": {"metric": "perplexity", "scale": "SimpleStories, ~125M-350M params", "values": {
+        "attention": [7.6701, 0.0313], "mamba2": [7.7229, 0.0207], "sessa": [8.3700, 0.0482],
+        "sessa-nofb": [8.0902, 0.0192]}},
+}
+
+
+def _check_list(name: str, values: object, allowed: tuple[str, ...] | None = None) -> list:
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"{name} must be a non-empty list, got {values!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} must not repeat entries, got {list(values)}")
+    for v in values:
+        if allowed is not None and v not in allowed:
+            raise ValueError(f"{name} entries must be among {list(allowed)}, got {v!r}")
+        if allowed is None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ValueError(f"{name} entries must be ints >= 0, got {v!r}")
+    return list(values)
+
+
+def model_configs(
+    base: SessaConfig, models: list[str], tolerance: float = DEFAULT_TOLERANCE
+) -> dict[str, tuple[SessaConfig, dict[str, Any]]]:
+    """name -> (config, matching report) for each requested variant (see module docstring)."""
+    _check_list("models", models, MODELS)
+    out: dict[str, tuple[SessaConfig, dict[str, Any]]] = {}
+    for name in models:
+        if name == "sessa":
+            out[name] = (base, {"matched": "reference"})
+        elif name == "sessa-nofb":
+            out[name] = (dataclasses.replace(base, feedback=False), {"matched": "ablation: same width as sessa"})
+        else:
+            cfg, report = match_baseline(base, name, tolerance=tolerance)
+            out[name] = (cfg, {"matched": "width", **report})
+    return out
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single seed)."""
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def headline_metric(task: Any) -> str:
+    """The metric the table leads with: accuracy for recall / classification, perplexity for LM."""
+    return "accuracy" if "accuracy" in task.metric_names else "perplexity"
+
+
+def run_bench(
+    task_name: str,
+    preset: str = "laptop",
+    *,
+    models: list[str] | None = None,
+    seeds: list[int] | None = None,
+    steps: int | None = None,
+    task_options: dict[str, Any] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Train every model for every seed, evaluate on the test split, return a JSON-able results dict."""
+    from sessa.tasks import available_tasks, build_task
+
+    if task_name not in available_tasks():
+        raise ValueError(f"task must be one of {available_tasks()}, got {task_name!r}")
+    p = get_preset(preset)
+    models = _check_list("models", list(MODELS) if models is None else models, MODELS)
+    seeds = _check_list("seeds", p["seeds"] if seeds is None else seeds)
+    budget_opts = dict(p["budget"])
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        budget_opts["steps"] = steps
+        budget_opts["warmup_steps"] = min(budget_opts.get("warmup_steps", 0), max(0, steps // 10))
+    budget = Budget(**budget_opts)
+    opts = {**p["tasks"].get(task_name, {}), **(task_options or {})}
+    task = build_task(task_name, **opts)
+    base = SessaConfig(**{**p["model"], "vocab_size": task.vocab_size})
+    configs = model_configs(base, models, tolerance)
+    metric = headline_metric(task)
+    say = log or (lambda _s: None)
+    say(f"sessa bench {task_name} (preset {preset}): {len(models)} models x {len(seeds)} seeds, "
+        f"{budget.steps} steps of batch {budget.batch_size}")
+    results: dict[str, Any] = {
+        "task": task_name, "task_options": dict(task.options), "preset": preset, "metric": metric,
+        "budget": dataclasses.asdict(budget), "seeds": seeds, "models": {},
+        "paper_reference": PAPER_REFERENCE.get(task_name),
+    }
+    t_start = time.perf_counter()
+    for name, (cfg, match) in configs.items():
+        runs = []
+        for seed in seeds:
+            trained = train_model(cfg, task, budget, seed)
+            model = trained["model"]
+            test = evaluate(model, task, "test", budget)
+            hist = [h["loss"] for h in trained["history"]]
+            k = max(1, len(hist) // 10)
+            runs.append({
+                "seed": seed, "test": test, "tokens_per_s": trained["tokens_per_s"],
+                "wall_time_s": trained["wall_time_s"], "steps_done": trained["steps_done"],
+                "stopped_early": trained["stopped_early"], "loss_history": hist,
+                "first_loss": statistics.fmean(hist[:k]), "last_loss": statistics.fmean(hist[-k:]),
+            })
+            say(f"  {name:<11} seed {seed}: test {metric} {test[metric]:.4f}, loss {test['loss']:.4f}, "
+                f"{trained['tokens_per_s']:.0f} tok/s, {trained['wall_time_s']:.1f} s")
+        params = model.num_parameters()
+        summary = {m: _mean_std([r["test"][m] for r in runs]) for m in ("accuracy", "loss", "perplexity", "top5")}
+        results["models"][name] = {
+            "config": cfg.to_dict(), "params": params, "match": match, "runs": runs,
+            "summary": {m: {"mean": v[0], "std": v[1]} for m, v in summary.items()},
+            "tokens_per_s": statistics.fmean(r["tokens_per_s"] for r in runs),
+            "wall_time_s": statistics.fmean(r["wall_time_s"] for r in runs),
+        }
+    results["total_time_s"] = time.perf_counter() - t_start
+    for m in results["models"].values():  # JSON has no NaN/Inf: a diverged metric is reported as null
+        for s in m["summary"].values():
+            for k, v in s.items():
+                if not math.isfinite(v):
+                    s[k] = None
+    return results

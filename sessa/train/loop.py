@@ -1,0 +1,220 @@
+"""train(cfg): one clean function (no global state kept between calls) that trains a SessaLM on a task.
+
+Per optimizer step: the global batch (a pure function of seed and step, sessa.train.data) is split into
+this rank's micro-batches; each micro-batch's summed token loss is scaled by world_size / n_scored_global,
+so the accumulated (and DDP/FSDP-averaged) gradient is the gradient of the mean token loss over the whole
+global batch -- the same whatever the world size or accumulation. Then grad clipping, a finiteness check,
+AdamW, the warmup+cosine lr, eval/checkpoint/log on schedule.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from sessa.models import SessaLM
+from sessa.models.lm import IGNORE_INDEX
+from sessa.train import distributed as D
+from sessa.train.checkpoint import CheckpointError, read_training_checkpoint, resolve_checkpoint
+from sessa.train.config import TrainConfig
+from sessa.train.data import GlobalBatches, accumulation, collate_micro
+from sessa.train.evaluate import check_metric_names, evaluate
+from sessa.train.logging import Progress, RunLogger
+from sessa.train.optim import WarmupCosine, build_optimizer
+from sessa.train.rng import seed_everything, set_rng_state
+from sessa.train.state import restore_state, save_state
+
+# Changing any of these between a run and its resume would change the trajectory: refuse.
+RESUME_MUST_MATCH = ("model", "task", "task_options", "batch_size", "seed", "steps", "lr", "weight_decay",
+                     "betas", "adam_eps", "warmup_steps", "min_lr_ratio", "grad_clip", "precision")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or gradient norm became NaN/Inf; training stopped before the update (nothing poisoned)."""
+
+
+def build_task_from_name(name: str, options: dict[str, Any]) -> Any:
+    """'symbolsoup' etc. via sessa.tasks.build_task; 'package.module:factory' for a user task."""
+    if ":" in name:
+        mod, attr = name.split(":", 1)
+        try:
+            factory = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"task {name!r}: cannot import factory {attr!r} from module {mod!r} ({e})") from None
+        return factory(**options)
+    from sessa.tasks import build_task
+
+    return build_task(name, **options)
+
+
+def _check_task(task: Any, cfg: TrainConfig) -> None:
+    for attr in ("vocab_size", "dataset", "collate", "metric_names"):
+        if not hasattr(task, attr):
+            raise TypeError(f"task object {task!r} lacks {attr!r} (see docs/CONTRACTS.md, Tasks)")
+    if task.vocab_size > cfg.model.vocab_size:
+        raise ValueError(f"model.vocab_size ({cfg.model.vocab_size}) must be >= the task's vocab_size "
+                         f"({task.vocab_size}); set model.vocab_size: {task.vocab_size}")
+    check_metric_names(task.metric_names)
+
+
+def _resume_folder(cfg: TrainConfig) -> str | None:
+    if cfg.resume is False:
+        return None
+    if cfg.resume in (True, "auto"):
+        root = os.path.join(cfg.out_dir, "checkpoints")
+        try:
+            return resolve_checkpoint(root)
+        except (FileNotFoundError, CheckpointError):
+            return None  # nothing saved yet: start fresh
+    return resolve_checkpoint(cfg.resume)
+
+
+def _check_resume_config(saved: dict[str, Any], cfg: TrainConfig, folder: str) -> None:
+    now = cfg.to_dict()
+    diff = [k for k in RESUME_MUST_MATCH if k in saved and saved[k] != now[k]]
+    if diff:
+        parts = []
+        for k in diff:
+            a, b = saved[k], now[k]
+            if isinstance(a, dict) and isinstance(b, dict):  # name only the changed sub-fields
+                parts += [f"{k}.{s}: checkpoint {a.get(s)!r} vs now {b.get(s)!r}" for s in sorted(set(a) | set(b))
+                          if a.get(s) != b.get(s)]
+            else:
+                parts.append(f"{k}: checkpoint {a!r} vs now {b!r}")
+        details = "; ".join(parts)
+        raise ValueError(f"cannot resume from {folder}: the config changed ({details})")
+
+
+def _scored(labels: torch.Tensor) -> int:
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def train(cfg: TrainConfig, *, task: Any = None, return_model: bool = False) -> dict[str, Any]:
+    """Train per `cfg`; returns {"final", "history", "evals", "params", "tokens_per_s", "wall_time_s",
+    "out_dir", "steps", "checkpoint"} (and "model", the trained SessaLM, with return_model=True).
+
+    Launch under torchrun for DDP (or FSDP with cfg.fsdp); the process group is created and destroyed here
+    unless the caller already created one.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    info = D.setup(cfg.device)
+    try:
+        return _train(cfg, task, info, return_model)
+    finally:
+        D.teardown(info)
+
+
+def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    seed_everything(cfg.seed)
+    task = task if task is not None else build_task_from_name(cfg.task, cfg.task_options)
+    _check_task(task, cfg)
+    train_set = task.dataset("train")
+    plan = GlobalBatches(len(train_set), cfg.batch_size, cfg.seed)
+    micro, accum = accumulation(cfg.batch_size, cfg.grad_accum, info.world_size)
+    writes = info.is_main and cfg.out_dir is not None
+    ckpt_root = os.path.join(cfg.out_dir, "checkpoints") if cfg.out_dir else None
+    folder = _resume_folder(cfg)
+
+    model = SessaLM(cfg.model).to(info.device)  # same seed on every rank: identical initial weights
+    n_params = model.num_parameters()
+    model = D.wrap_model(model, info, cfg.fsdp)
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.adam_eps)
+    sched = WarmupCosine(optimizer, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
+    logger = RunLogger(cfg.out_dir, writes, cfg.tensorboard)
+    start = 0
+    if folder is not None:
+        weights, optim_state, state = read_training_checkpoint(folder)
+        _check_resume_config(state.get("train_config", {}), cfg, folder)
+        restore_state(model, optimizer, weights, optim_state, folder, info)
+        sched.load_state_dict(state["scheduler"])
+        rngs = state["rng"]
+        set_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
+        start = int(state["step"])
+        logger.history, logger.evals = list(state.get("history", [])), list(state.get("evals", []))
+    if writes:
+        from sessa.utils.io import atomic_write_json, remove_stale_temps
+
+        os.makedirs(ckpt_root, exist_ok=True)
+        remove_stale_temps(ckpt_root)  # leftovers of a writer killed mid-save
+        atomic_write_json(os.path.join(cfg.out_dir, "train_config.json"), cfg.to_dict())
+
+    end = cfg.stop_at or cfg.steps
+    autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    eval_kw = dict(batch_size=cfg.batch_size, micro_batch_size=micro, precision=cfg.precision, info=info)
+    progress = Progress(cfg.progress and info.is_main, end, start)
+    last_ckpt, train_time, train_tokens = None, 0.0, 0
+    window: list[float] = []
+    window_t, window_tok = 0.0, 0
+    model.train()
+    try:
+        for step in range(start, end):
+            t0 = time.perf_counter()
+            lr = sched.apply()
+            batches = collate_micro(task, train_set, plan.rank_batch(step, info.rank, info.world_size), micro)
+            counts = torch.tensor([sum(_scored(b["labels"]) for b in batches),
+                                   sum(b["input_ids"].numel() for b in batches)], dtype=torch.float64,
+                                  device=info.device)
+            n_scored, n_tokens = (int(x) for x in D.all_reduce_sum(counts, info).tolist())
+            if n_scored == 0:
+                raise ValueError(f"step {step + 1}: the global batch has no scored positions (all labels ignored)")
+            loss_sum = torch.zeros((), dtype=torch.float32, device=info.device)
+            for i, b in enumerate(batches):
+                ids, labels = b["input_ids"].to(info.device), b["labels"].to(info.device)
+                with D.grad_sync(model, i == len(batches) - 1):
+                    with autocast:
+                        logits = model(ids).logits
+                    part = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                           labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+                    (part * (info.world_size / n_scored)).backward()
+                loss_sum += part.detach()
+            loss_t = D.all_reduce_sum(loss_sum, info) / n_scored
+            D.sync_replicated_grads(model, info)
+            gnorm = D.clip_grad_norm(model, cfg.grad_clip or math.inf, info)
+            loss, grad_norm = (float(x) for x in torch.stack([loss_t.float(), gnorm.float()]).tolist())
+            if cfg.check_finite and not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                optimizer.zero_grad(set_to_none=True)
+                raise NonFiniteLossError(
+                    f"step {step + 1}: loss = {loss}, grad norm = {grad_norm} (not finite); stopped before the "
+                    f"update, no checkpoint written. Try a lower lr (now {lr:.3g}), precision: fp32, or grad_clip."
+                )
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            sched.step()
+            done = step + 1
+            dt = time.perf_counter() - t0
+            train_time, train_tokens = train_time + dt, train_tokens + n_tokens
+            window.append(loss)
+            window_t, window_tok = window_t + dt, window_tok + n_tokens
+            progress.update(loss, n_tokens / max(dt, 1e-9), lr)
+            if done % cfg.log_every == 0 or done == end:
+                logger.log_train({"step": done, "loss": sum(window) / len(window), "lr": lr, "grad_norm": grad_norm,
+                                  "tokens_per_s": window_tok / max(window_t, 1e-9),
+                                  "elapsed_s": time.perf_counter() - t_start})
+                window, window_t, window_tok = [], 0.0, 0
+            if cfg.eval_every and done % cfg.eval_every == 0 and done != end:
+                metrics = evaluate(model, task, cfg.eval_split, cfg.eval_batches, **eval_kw)
+                logger.log_eval({"step": done, "split": cfg.eval_split, **metrics})
+                progress.write(f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+            if ckpt_root and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == end):
+                last_ckpt = save_state(ckpt_root, done, model, optimizer, sched, plan, logger, cfg, info)
+                logger.flush() if writes else None
+        final = evaluate(model, task, cfg.eval_split, cfg.eval_batches, **eval_kw)
+        logger.log_eval({"step": end, "split": cfg.eval_split, "final": True, **final})
+    finally:
+        progress.close()
+        logger.close()
+    out = {"final": final, "history": logger.history, "evals": logger.evals, "params": n_params,
+           "tokens_per_s": train_tokens / train_time if train_time else 0.0,
+           "wall_time_s": time.perf_counter() - t_start, "out_dir": cfg.out_dir, "steps": end,
+           "checkpoint": last_ckpt, "world_size": info.world_size, "grad_accum": accum, "micro_batch_size": micro}
+    if return_model:
+        out["model"] = D.unwrap(model)
+    return out

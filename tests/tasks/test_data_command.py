@@ -1,0 +1,45 @@
+"""`sessa data`: writes the authors' TSV layout atomically and reports bad options as one-line errors."""
+
+import json
+
+from sessa.cli import main
+from sessa.tasks import build_task
+from sessa.tasks.symbolsoup import encode
+from sessa.tasks.tsv import read_tsv
+
+
+def test_data_symbolsoup_writes_all_files(tmp_path, capsys):
+    out = tmp_path / "soup"
+    rc = main(["data", "symbolsoup", "--out", str(out), "--n-train", "40", "--n-validation", "20",
+               "--n-test", "20", "--min-len", "60", "--max-len", "120", "--seed", "5", "--no-progress"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["train.tsv", "validation.tsv", "test.tsv", "labels.txt", "meta.json"])  # no temp files left
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["options"]["seed"] == 5 and meta["rows"] == {"train": 40, "validation": 20, "test": 20}
+    rows = read_tsv(str(out / "train.tsv"))
+    assert len(rows) == 40
+    task = build_task("symbolsoup", **meta["options"])
+    assert rows[7] == task.text_example("train", 7)
+    assert all(60 <= len(encode(text)) <= 120 for text, _ in rows)
+    assert "labels" in capsys.readouterr().out
+
+
+def test_data_diffuse_mqar_with_set_and_splits(tmp_path):
+    out = tmp_path / "dm"
+    rc = main(["data", "diffuse_mqar", "--out", str(out), "--n-test", "3", "--splits", "test",
+               "--set", "num_pairs=4", "--min-lag", "40", "--max-lag", "80", "--no-progress"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "test.tsv"]
+    assert json.loads((out / "meta.json").read_text())["options"]["num_pairs"] == 4
+    assert len(read_tsv(str(out / "test.tsv"))) == 3
+
+
+def test_data_bad_option_is_a_one_line_error(tmp_path, capsys):
+    rc = main(["data", "symbolsoup", "--out", str(tmp_path / "x"), "--n-train", "30", "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "n_train" in err and "Traceback" not in err
+    assert not (tmp_path / "x" / "train.tsv").exists()
+    rc = main(["data", "mqar", "--out", str(tmp_path / "y"), "--min-len", "50", "--no-progress"])
+    assert rc == 2 and "unknown option" in capsys.readouterr().err

@@ -1,0 +1,208 @@
+"""SymbolSoup generator: the authors' lengths, balance, determinism, styles, recoverable class, files."""
+
+import math
+import re
+from collections import Counter
+
+import pytest
+import torch
+
+from sessa.models.lm import IGNORE_INDEX
+from sessa.tasks import build_task
+from sessa.tasks.symbolsoup import (
+    CLASS0,
+    LEFT_STYLES,
+    MOTIFS,
+    N_CLASSES,
+    N_RIGHT,
+    RIGHT_STYLES,
+    SPECIALS,
+    VOCAB_SIZE,
+    Style,
+    _family,
+    decode,
+    encode,
+)
+from sessa.tasks.tsv import read_tsv, write_task_files
+
+# the authors' counting: every special one token, every other character (spaces, newlines too) one token
+AUTHORS_TOKEN = re.compile("|".join(re.escape(s) for s in SPECIALS[1:]) + "|.", re.DOTALL)
+
+
+def small(**kw):
+    opts = dict(n_train=200, n_validation=40, n_test=40, min_len=120, max_len=260, seed=3)
+    opts.update(kw)
+    return build_task("symbolsoup", **opts)
+
+
+@pytest.mark.parametrize("bounds", [(120, 260), (400, 600), (23, 23)])
+def test_lengths_follow_the_authors_counting(bounds):
+    lo, hi = bounds
+    task = small(min_len=lo, max_len=hi)
+    for i in range(40):
+        ex = task.generate("train", i)
+        text = ex.text()
+        n_auth = len(AUTHORS_TOKEN.findall(text))
+        assert n_auth == 2 * ex.n_letters + 13
+        assert lo <= n_auth <= hi
+        assert len(encode(text)) == n_auth
+        ids = task.example("train", i)["input_ids"]
+        assert ids.numel() == n_auth + 1  # + the class token
+        assert len(ex.ids("compact")) == ex.n_letters + 8
+        # noise share and the five non-empty blocks
+        n_noise = len(ex.blocks[0]) + len(ex.blocks[2]) + len(ex.blocks[4])
+        M = ex.n_letters
+        assert all(len(b) >= 1 for b in ex.blocks)
+        assert 3 <= n_noise <= M - 2
+        assert max(3, math.floor(0.3 * M)) <= n_noise <= max(max(3, math.floor(0.3 * M)), math.floor(0.6 * M))
+
+
+def test_layout_and_scoring():
+    task = small()
+    ex = task.generate("validation", 5)
+    lines = ex.text().split("\n")
+    assert lines[0] == "<bos>" and lines[-1] == "<sep> <label>"
+    assert [lines[k] for k in (2, 4, 6, 8)] == ["<sep1>", "<sep2>", "<sep1>", "<sep2>"]
+    assert all(re.fullmatch(r"[a-p]( [a-p])*", lines[k]) for k in (1, 3, 5, 7, 9))
+    item = task.example("validation", 5)
+    scored = (item["labels"] != IGNORE_INDEX).nonzero().flatten().tolist()
+    assert scored == [item["input_ids"].numel() - 1]
+    assert int(item["labels"][-1]) == CLASS0 + ex.label
+    assert decode(item["input_ids"]).startswith("<bos>\n")
+    assert int(item["input_ids"].max()) < task.vocab_size == VOCAB_SIZE
+
+
+def test_balanced_classes():
+    task = small(n_train=400)
+    for split in ("train", "validation", "test"):
+        counts = Counter(task.labels(split))
+        assert set(counts) == set(range(N_CLASSES))
+        assert len(set(counts.values())) == 1
+    ds = task.dataset("validation")
+    tokens = Counter(int(ds[i]["labels"][-1]) - CLASS0 for i in range(len(ds)))
+    assert tokens == Counter({k: 2 for k in range(N_CLASSES)})
+
+
+def test_determinism_under_a_seed():
+    a, b, c = small(), small(), small(seed=4)
+    for i in (0, 7, 199):
+        assert torch.equal(a.example("train", i)["input_ids"], b.example("train", i)["input_ids"])
+    assert any(not torch.equal(a.example("train", i)["input_ids"], c.example("train", i)["input_ids"])
+               for i in range(5))
+    assert a.generate("train", 0).blocks != a.generate("test", 0).blocks
+    # lazy: any index in any order gives the same example
+    assert a.generate("test", 39).blocks == small().generate("test", 39).blocks
+
+
+def test_style_parameters():
+    assert len(LEFT_STYLES) == 4 and len(RIGHT_STYLES) == 5
+    assert len(MOTIFS) == 14 + 13 + 12
+    for s in LEFT_STYLES + RIGHT_STYLES:
+        assert sorted(s.unigram) == [1.0] * 8 + [2.0] * 4 + [3.0] * 4
+        assert sorted(s.primaries + s.secondaries + [t for t in range(16) if s.unigram[t] == 1.0]) == list(range(16))
+        p0, s0 = s.primaries[0], s.secondaries[0]
+        assert {(p0, s.primaries[1]), (p0, p0), (s0, s0), (p0, s0), (s0, p0)} <= s.preferred
+        # Markov weight: unigram * (1 + 3.0) on a preferred bigram, unigram otherwise
+        assert s.markov_cum[p0][p0] - (s.markov_cum[p0][p0 - 1] if p0 else 0) == pytest.approx(3.0 * 4.0)
+    # each family is rebuilt identically from its own seed (123 left, 456 right), and they differ
+    assert [s.primaries for s in _family(123, 4)] == [s.primaries for s in LEFT_STYLES]
+    assert [s.secondaries for s in _family(456, 5)] == [s.secondaries for s in RIGHT_STYLES]
+    assert [s.primaries for s in LEFT_STYLES] != [s.primaries for s in RIGHT_STYLES[:4]]
+    assert Style(list(range(16))).primaries == [0, 1, 2, 3]
+
+
+def _bigram_accuracy(blocks: tuple[int, int]) -> float:
+    """Fit one conditional bigram model per style on two blocks of the training examples (the styled
+    blocks 1 and 3, or noise blocks 0 and 4), then classify test examples by the best (left, right) pair."""
+    task = small(n_train=400, n_test=200, min_len=200, max_len=400)
+    a, b = blocks
+    counts = [[1.0] * 256 for _ in range(9)]  # 4 left styles, then 5 right styles
+    for i in range(400):
+        ex = task.generate("train", i)
+        left, right = (ex.blocks[a], ex.blocks[b]) if ex.left_first else (ex.blocks[b], ex.blocks[a])
+        for s, blk in ((ex.label // N_RIGHT, left), (4 + ex.label % N_RIGHT, right)):
+            for x, y in zip(blk, blk[1:], strict=False):
+                counts[s][16 * x + y] += 1
+    logp = [[math.log(row[16 * x + y] / sum(row[16 * x:16 * x + 16])) for x in range(16) for y in range(16)]
+            for row in counts]
+
+    def ll(blk, s):
+        return sum(logp[s][16 * x + y] for x, y in zip(blk, blk[1:], strict=False))
+
+    hits = 0
+    for i in range(200):
+        ex = task.generate("test", i)
+        A, B = ex.blocks[a], ex.blocks[b]
+        scores = {l * 5 + r: max(ll(A, l) + ll(B, 4 + r), ll(B, l) + ll(A, 4 + r))
+                  for l in range(4) for r in range(5)}
+        hits += max(scores, key=scores.get) == ex.label
+    return hits / 200
+
+
+def test_class_is_recoverable_from_styled_blocks_only():
+    chance = 1 / N_CLASSES
+    assert _bigram_accuracy((1, 3)) > 6 * chance  # far above chance
+    assert _bigram_accuracy((0, 4)) < 3 * chance  # the noise blocks carry no class signal
+
+
+def test_tsv_round_trip(tmp_path):
+    task = small(n_train=20, n_validation=20, n_test=20)
+    written = write_task_files(task, str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["train.tsv", "validation.tsv", "test.tsv", "labels.txt", "meta.json"])
+    assert written["labels"].endswith("labels.txt")
+    labels = (tmp_path / "labels.txt").read_text().splitlines()
+    assert len(labels) == N_CLASSES == len(set(labels))
+    rows = read_tsv(str(tmp_path / "test.tsv"))
+    assert len(rows) == 20
+    for i, (text, answer) in enumerate(rows):
+        assert answer == labels[task.generate("test", i).label]
+        assert encode(text + answer) == task.example("test", i)["input_ids"].tolist()
+        assert len(encode(text, "compact")) + 1 == len(task.generate("test", i).ids("compact"))
+
+
+def test_compact_tokenization():
+    a, b = small(), small(tokenization="compact")
+    ex = a.generate("train", 3)
+    ids = b.example("train", 3)["input_ids"].tolist()
+    assert ids == ex.ids("compact") and len(ids) == ex.n_letters + 8
+    assert decode(ids) == re.sub(r"\s", "", ex.text()) + f"L{ex.label // 5}_R{ex.label % 5}"
+    assert [t for t in a.example("train", 3)["input_ids"].tolist() if t not in (8, 9)] == ids
+
+
+def test_collate_pads_right():
+    task = small()
+    batch = task.collate([task.example("train", i) for i in range(3)])
+    n = [task.example("train", i)["input_ids"].numel() for i in range(3)]
+    assert batch["input_ids"].shape == (3, max(n))
+    for b in range(3):
+        assert (batch["input_ids"][b, n[b]:] == task.pad_id).all()
+        assert (batch["labels"][b, n[b]:] == IGNORE_INDEX).all()
+        assert int((batch["labels"][b] != IGNORE_INDEX).sum()) == 1
+
+
+@pytest.mark.parametrize(
+    "bad, name",
+    [({"n_train": 30}, "n_train"), ({"n_test": 0}, "n_test"), ({"min_len": 22}, "min_len"),
+     ({"min_len": 300, "max_len": 200}, "max_len"), ({"tokenization": "bpe"}, "tokenization"),
+     ({"seed": -1}, "seed"), ({"min_len": 24, "max_len": 24}, "max_len")],
+)
+def test_bad_options_name_the_option(bad, name):
+    with pytest.raises(ValueError, match=name):
+        small(**bad)
+
+
+def test_bad_split_index_and_types():
+    task = small()
+    with pytest.raises(ValueError, match="split"):
+        task.dataset("dev2")
+    with pytest.raises(ValueError, match="index"):
+        task.generate("test", 40)
+    with pytest.raises(TypeError, match="n_train"):
+        small(n_train=200.0)
+    with pytest.raises(TypeError, match="unknown option"):
+        build_task("symbolsoup", n_trian=20)
+    with pytest.raises(ValueError, match="name"):
+        build_task("soup")
+    with pytest.raises(ValueError, match="not a SymbolSoup token"):
+        encode("<bos> z")
