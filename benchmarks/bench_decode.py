@@ -138,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (contexts 64 128, few steps)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = p.parse_args(argv)
+    if args.quick:
+        args.contexts, args.steps, args.rounds, args.warmup = [64, 128], 4, 2, 1
     for name in ("d_model", "n_layers", "steps", "rounds", "warmup", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")

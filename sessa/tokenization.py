@@ -143,8 +143,9 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
     name = os.fspath(name_or_path)
     if name == "bytes":
         return byte_tokenizer()
-    if not os.path.isdir(name):
-        raise ValueError(f"name_or_path must be 'bytes' or an existing tokenizer folder, got {name!r}")
+    if not os.path.isfile(os.path.join(name, "tokenizer.json")):
+        raise ValueError(f"name_or_path must be 'bytes' or a folder holding tokenizer.json (written by "
+                         f"save_pretrained), got {name!r}")
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast.from_pretrained(name, local_files_only=True)

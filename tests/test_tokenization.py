@@ -58,6 +58,8 @@ def test_load_tokenizer_bytes_and_errors(tmp_path):
     assert load_tokenizer("bytes")("ab")["input_ids"] == [97, 98]
     with pytest.raises(ValueError, match="name_or_path"):
         load_tokenizer(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="tokenizer.json"):
+        load_tokenizer(str(tmp_path))  # a folder, but no tokenizer in it
     with pytest.raises(TypeError, match="name_or_path"):
         load_tokenizer(3)
 

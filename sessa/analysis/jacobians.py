@@ -22,6 +22,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from sessa.ops.utils import check_positive_int, check_tensor
 
 Probes = str | int
+DENSE_LIMIT = 2**24  # entries of dense T x T solves per forward-mode pass (128 MB in float64)
 
 
 def hidden_stack(module: nn.Module | Sequence[nn.Module]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -126,33 +127,43 @@ def jacobian_norms_jvp(
     source: int = 0,
     probes: Probes = "exact",
     seed: int = 0,
+    max_group: int = 16,
 ) -> torch.Tensor:
     """||dy_{source + l} / dx_source||_F for l = 0..T-1-source, per input: [B, T - source], by forward mode.
 
-    Runs attention with SDPA's math kernel and Sessa's solve with its token-loop implementation (same
-    maths), because the fused CPU attention kernel and the chunked solve's autograd.Function have no
-    forward-mode rule. Other modules whose ops lack forward-mode AD raise a RuntimeError from torch.
+    Runs attention with SDPA's math kernel and Sessa's solve with its dense or token-loop implementation
+    (same maths; dense while T^2 <= DENSE_LIMIT), because the fused CPU attention kernel and
+    the chunked solve's autograd.Function have no forward-mode rule. Other modules whose ops lack
+    forward-mode AD raise a RuntimeError from torch.
     """
     fn = hidden_stack(module)
     x = _check_x(x)
     B, T, D = x.shape
     source = _position("source", source, T, 0)
+    check_positive_int("max_group", max_group)
     u, norm = _probe_vectors(probes, D, x, seed)
     x = x.detach()
-    sq = None
-    with sdpa_kernel([SDPBackend.MATH]), torch.no_grad(), _forward_mode_solves(module):
-        for i in range(u.shape[0]):
-            tangent = torch.zeros_like(x)
-            tangent[:, source] = u[i]
-            _, dy = torch.func.jvp(fn, (x,), (tangent,))
-            part = dy[:, source:].pow(2).sum(-1)
-            sq = part if sq is None else sq + part
-    return (sq * norm).sqrt()
+    P = u.shape[0]
+    # (probe, input) pairs go through in groups along the batch (inputs never interact across it), which
+    # amortises per-step overhead. The dense solve is vectorised (fast) but holds group * T^2 entries, so
+    # it is used while one pair fits in DENSE_LIMIT; otherwise the O(T * D)-memory token loop.
+    group = max(1, min(max_group, DENSE_LIMIT // (T * T)))
+    impl = "naive" if T * T <= DENSE_LIMIT else "recurrent"
+    xs = x.repeat(P, 1, 1)  # row i * B + b: input b with probe i
+    tangents = torch.zeros_like(xs)
+    tangents[:, source] = u.repeat_interleave(B, dim=0)
+    sq = []
+    with sdpa_kernel([SDPBackend.MATH]), torch.no_grad(), _forward_mode_solves(module, impl):
+        for lo in range(0, P * B, group):
+            _, dy = torch.func.jvp(fn, (xs[lo : lo + group],), (tangents[lo : lo + group],))
+            sq.append(dy[:, source:].pow(2).sum(-1))
+    total = torch.cat(sq).view(P, B, T - source).sum(0)
+    return (total * norm).sqrt()
 
 
 @contextlib.contextmanager
-def _forward_mode_solves(module: nn.Module | Sequence[nn.Module]) -> Iterator[None]:
-    """Temporarily switch Sessa mixers with impl auto/chunk to "recurrent", which supports forward-mode AD."""
+def _forward_mode_solves(module: nn.Module | Sequence[nn.Module], impl: str = "recurrent") -> Iterator[None]:
+    """Temporarily switch Sessa mixers with impl auto/chunk to `impl` (naive/recurrent support forward mode)."""
     roots = list(module) if isinstance(module, (list, tuple)) else [module]
     changed = [
         (m, m.impl)
@@ -162,7 +173,7 @@ def _forward_mode_solves(module: nn.Module | Sequence[nn.Module]) -> Iterator[No
     ]
     try:
         for m, _ in changed:
-            m.impl = "recurrent"
+            m.impl = impl
         yield
     finally:
         for m, impl in changed:

@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench_out", help="folder for results.json / .md / .png (default bench_out)")
     p.add_argument("--tolerance", type=float, default=0.03,
                    help="allowed relative parameter-count difference of the matched baselines (default 0.03)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: tiny models gain little from more, and lose a lot "
+                        "when the cores are shared)")
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a task option, e.g. --task-option max_len=512 (repeatable)")
 
@@ -61,11 +64,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--models must be a comma-separated subset of {','.join(MODELS)}, got {args.models!r}")
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if not 0 < args.tolerance < 1:
         raise ValueError(f"--tolerance must lie in (0, 1), got {args.tolerance}")
     results = run_bench(
         args.task, args.preset, models=models, seeds=_parse_seeds(args.seeds), steps=args.steps,
         task_options=_parse_task_options(args.task_option), tolerance=args.tolerance,
+        threads=args.threads,
     )
     paths = write_outputs(results, args.out)
     print()

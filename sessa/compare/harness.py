@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from sessa.compare.loop import Budget, evaluate, train_model
 from sessa.compare.matching import DEFAULT_TOLERANCE, match_baseline
 from sessa.compare.presets import MODELS, get_preset
@@ -84,9 +86,24 @@ def run_bench(
     steps: int | None = None,
     task_options: dict[str, Any] | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
+    threads: int | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
-    """Train every model for every seed, evaluate on the test split, return a JSON-able results dict."""
+    """Train every model for every seed, evaluate on the test split, return a JSON-able results dict.
+
+    threads: torch intra-op threads during the run (restored afterwards); None keeps torch's setting.
+    Tiny models gain little from several threads and lose a lot when the cores are shared.
+    """
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return run_bench(task_name, preset, models=models, seeds=seeds, steps=steps,
+                             task_options=task_options, tolerance=tolerance, threads=None, log=log)
+        finally:
+            torch.set_num_threads(before)
     from sessa.tasks import available_tasks, build_task
 
     if task_name not in available_tasks():
@@ -112,6 +129,7 @@ def run_bench(
     results: dict[str, Any] = {
         "task": task_name, "task_options": dict(task.options), "preset": preset, "metric": metric,
         "budget": dataclasses.asdict(budget), "seeds": seeds, "models": {},
+        "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
         "paper_reference": PAPER_REFERENCE.get(task_name),
     }
     t_start = time.perf_counter()
@@ -126,7 +144,7 @@ def run_bench(
             runs.append({
                 "seed": seed, "test": test, "tokens_per_s": trained["tokens_per_s"],
                 "wall_time_s": trained["wall_time_s"], "steps_done": trained["steps_done"],
-                "stopped_early": trained["stopped_early"], "loss_history": hist,
+                "loss_history": hist,
                 "first_loss": statistics.fmean(hist[:k]), "last_loss": statistics.fmean(hist[-k:]),
             })
             say(f"  {name:<11} seed {seed}: test {metric} {test[metric]:.4f}, loss {test['loss']:.4f}, "

@@ -1,21 +1,19 @@
-"""The bench's own small training and evaluation loop (fp32, one process, no checkpoints).
+"""Training and test evaluation for `sessa bench`: one budget for every model, per-length / per-lag scores.
 
-`sessa bench` needs the trained model in memory to score the test split per length / lag, and it must not
-write logs or checkpoints per model; this loop uses the trainer's optimiser and schedule
-(sessa.train.optim: AdamW on matrices, linear warmup then cosine to min_lr_ratio * lr, grad clipping), so
-every model sees the identical budget: same steps, batch, schedule and data order for a given seed.
+Training is `sessa.train.train` (AdamW on matrices, linear warmup then cosine to min_lr_ratio * lr, grad
+clipping, the same seeded data order for every model), run in memory: no logs, no checkpoints, the trained
+model returned. The test evaluation here adds what the trainer's does not: accuracy binned by sequence
+length and, for recall tasks that report lags, by query lag.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from sessa.models.config import SessaConfig
 from sessa.models.lm import IGNORE_INDEX, SessaLM
@@ -23,75 +21,47 @@ from sessa.models.lm import IGNORE_INDEX, SessaLM
 
 @dataclass
 class Budget:
-    """What every model gets: optimizer steps, batch, schedule and evaluation size."""
+    """What every model gets: optimizer steps, batch, schedule, precision and evaluation size."""
 
-    steps: int = 600
+    steps: int = 500
     batch_size: int = 16
     lr: float = 3e-3
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    eval_batches: int | None = 16  # None: the whole test split
+    eval_batches: int | None = 8  # test batches scored (None: the whole test split)
     eval_batch_size: int = 64
-    time_limit_s: float | None = None  # optional safety cap per run (reported when it triggers)
-    extra: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
-        from sessa.train.config import TrainConfig
-
-        # validate with the trainer's rules so a budget accepted here is accepted by `sessa train` too
-        TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
-                    min_lr_ratio=self.min_lr_ratio, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
-                    eval_batches=self.eval_batches)
+        self.train_config(SessaConfig(), "symbolsoup", {}, 0)  # the trainer's own checks, naming the field
         if isinstance(self.eval_batch_size, bool) or not isinstance(self.eval_batch_size, int) \
                 or self.eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be an int >= 1, got {self.eval_batch_size!r}")
-        if self.time_limit_s is not None and not (isinstance(self.time_limit_s, (int, float))
-                                                  and self.time_limit_s > 0):
-            raise ValueError(f"time_limit_s must be a number > 0 or None, got {self.time_limit_s!r}")
 
+    def train_config(self, model: SessaConfig, task: str, task_options: dict, seed: int):
+        """The sessa.train.TrainConfig of one run (in memory: out_dir None, no progress bar)."""
+        from sessa.train.config import TrainConfig
 
-def _loader(task: Any, split: str, batch_size: int, seed: int, shuffle: bool) -> DataLoader:
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(task.dataset(split), batch_size=batch_size, shuffle=shuffle, generator=gen,
-                      collate_fn=task.collate, drop_last=False)
+        return TrainConfig(
+            model=model, task=task, task_options=dict(task_options), steps=self.steps,
+            batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
+            min_lr_ratio=self.min_lr_ratio, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
+            precision=self.precision, device=self.device, seed=seed, eval_every=0, eval_batches=1,
+            out_dir=None, progress=False, tensorboard=False, log_every=1,
+        )
 
 
 def train_model(config: SessaConfig, task: Any, budget: Budget, seed: int) -> dict[str, Any]:
-    """Train SessaLM(config) on task's train split; returns model, loss history, tokens/s and wall time."""
-    from sessa.train.optim import build_optimizer, lr_factor
+    """Train SessaLM(config) with sessa.train.train; returns model, loss history, tokens/s, wall time."""
+    from sessa.train import train
 
-    torch.manual_seed(seed)
-    model = SessaLM(config)
-    opt = build_optimizer(model, budget.lr, budget.weight_decay, (0.9, 0.95), 1e-8)
-    history: list[dict[str, float]] = []
-    tokens, step, stopped_early = 0, 0, False
-    t0 = time.perf_counter()
-    model.train()
-    while step < budget.steps:
-        for batch in _loader(task, "train", budget.batch_size, seed + 1000 * step, shuffle=True):
-            for g in opt.param_groups:
-                g["lr"] = budget.lr * lr_factor(step, budget.steps, budget.warmup_steps, budget.min_lr_ratio)
-            loss = model(batch["input_ids"], labels=batch["labels"]).loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{config.mixer} loss became {loss.item()} at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), budget.grad_clip)
-            opt.step()
-            tokens += batch["input_ids"].numel()
-            history.append({"step": step, "loss": float(loss)})
-            step += 1
-            if budget.time_limit_s is not None and time.perf_counter() - t0 > budget.time_limit_s:
-                stopped_early = True
-            if step >= budget.steps or stopped_early:
-                break
-        if stopped_early:
-            break
-    wall = time.perf_counter() - t0
-    return {"model": model, "history": history, "steps_done": step, "tokens_per_s": tokens / wall,
-            "wall_time_s": wall, "stopped_early": stopped_early}
+    out = train(budget.train_config(config, task.name, task.options, seed), task=task, return_model=True)
+    history = [{"step": h["step"], "loss": h["loss"]} for h in out["history"] if "loss" in h]
+    return {"model": out["model"], "history": history, "steps_done": out["steps"],
+            "tokens_per_s": out["tokens_per_s"], "wall_time_s": out["wall_time_s"]}
 
 
 def _answer_lags(task: Any, split: str, index: int, T: int) -> list[int | None] | None:
@@ -131,6 +101,7 @@ def bin_accuracy(values: list[int], correct: list[float], n_bins: int = 8) -> di
 def evaluate(model: SessaLM, task: Any, split: str, budget: Budget) -> dict[str, Any]:
     """Metrics on `split` (loss, accuracy = top-1, top5, perplexity) plus accuracy vs length and vs lag."""
     model.eval()
+    device = next(model.parameters()).device
     data = task.dataset(split)
     n_examples = len(data)
     if budget.eval_batches is not None:
@@ -146,7 +117,7 @@ def evaluate(model: SessaLM, task: Any, split: str, budget: Budget) -> dict[str,
         scored = target != IGNORE_INDEX
         if not bool(scored.any()):
             continue
-        lp = torch.log_softmax(model(ids).logits[:, :-1].float(), dim=-1)
+        lp = torch.log_softmax(model(ids.to(device)).logits[:, :-1].float().cpu(), dim=-1)
         nll = -lp.gather(-1, target.clamp(min=0)[..., None]).squeeze(-1)
         top5 = lp.topk(min(5, lp.shape[-1]), dim=-1).indices
         hit = (top5[..., 0] == target) & scored

@@ -40,14 +40,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "model": {"d_model": 768, "n_layers": 12, "n_heads": 12, "impl": "auto", "max_seq_len": 2048},
         "budget": {"steps": 20000, "batch_size": 32, "lr": 3e-4, "warmup_steps": 1000, "min_lr_ratio": 0.1,
-                   "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": None, "eval_batch_size": 32},
+                   "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": None, "eval_batch_size": 32,
+                   "precision": "bf16"},
         "tasks": _TASKS_PAPER,
         "seeds": [0, 1],
     },
     "paper-350m": {
         "model": {"d_model": 1024, "n_layers": 24, "n_heads": 16, "impl": "auto", "max_seq_len": 2048},
         "budget": {"steps": 20000, "batch_size": 32, "lr": 2e-4, "warmup_steps": 1000, "min_lr_ratio": 0.1,
-                   "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": None, "eval_batch_size": 16},
+                   "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": None, "eval_batch_size": 16,
+                   "precision": "bf16"},
         "tasks": _TASKS_PAPER,
         "seeds": [0, 1],
     },

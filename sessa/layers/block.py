@@ -32,7 +32,11 @@ class GatedBlock(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor, **mixer_kwargs):
-        """x: [B, T, D] -> y: [B, T, D]. If the mixer returns (s, extra), returns (y, extra)."""
+        """x: [B, T, D] -> y: [B, T, D]. If the mixer returns (s, extra), returns (y, extra).
+
+        mixer_kwargs go to the mixer unchanged, e.g. `cache=`, `use_cache=`, `attention_mask=`, `cu_seqlens=`
+        for a SessaMixer, which then returns (s, cache) so the block returns (y, cache).
+        """
         check_hidden(x, self.d_model)
         a, g = self.in_proj(self.norm(x)).chunk(2, dim=-1)
         out = self.mixer(F.gelu(a), **mixer_kwargs)

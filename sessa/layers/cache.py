@@ -150,6 +150,11 @@ class SessaLayerCache(LayerCache):
         self._k_b.append(k_b)
         self._s.append(s)
 
+    def truncate(self, n: int) -> None:
+        """Forget positions >= n of the model buffers (undo a failed append; the mask is appended last)."""
+        for buf in self._buffers().values():
+            buf.length = min(buf.length, n)
+
     def check_compatible(
         self, batch_size: int, n_kv_heads: int, head_dim: int, d_model: int, feedback: bool
     ) -> None:

@@ -129,25 +129,32 @@ class SessaMixer(nn.Module):
             base = cache.next_positions[:, None] if cache is not None else 0
             positions = base + new.cumsum(1) - new
         q, k, v = self.forward_qkv(a, positions)
-        if cache is not None:
-            cache.append_kv(k, v)
-            k, v = cache.k, cache.v  # past + new, read from the buffer without a copy
-        f = self.attend(q, k, v, forward_mask(mask, n_past, T, a.device), causal=n_past == 0)
-        s = f
-        if self.feedback:
-            q_b, k_b, gamma = self.feedback_inputs(a)
-            state = (cache.k_b, cache.s) if cache is not None and n_past > 0 else None
-            s = feedback_solve(
-                q_b, k_b, f.unsqueeze(2), gamma,
-                scale=1.0 / math.sqrt(self.d_model), impl=self.impl, chunk_size=self.chunk_size,
-                initial_state=state, attention_mask=mask,
-            ).squeeze(2)
-            if cache is not None:
-                cache.append_feedback(k_b, s.unsqueeze(2))
         if cache is None:
-            return s
+            return self._mix(a, q, k, v, mask, None, 0, T)
+        cache.append_kv(k, v)
+        try:
+            s = self._mix(a, q, cache.k, cache.v, mask, cache, n_past, T)  # past + new K/V, no copy
+        except Exception:
+            cache.truncate(n_past)  # a failed call (e.g. a NaN input) leaves the cache as it was
+            raise
         cache.append_mask(None if mask is None else mask[:, n_past:], T)
         return s, cache
+
+    def _mix(self, a, q, k, v, mask, cache, n_past: int, T: int) -> torch.Tensor:
+        """f over all visible keys, then the feedback solve continuing the cached (k_b, s); appends them."""
+        f = self.attend(q, k, v, forward_mask(mask, n_past, T, a.device), causal=n_past == 0)
+        if not self.feedback:
+            return f
+        q_b, k_b, gamma = self.feedback_inputs(a)
+        state = (cache.k_b, cache.s) if cache is not None and n_past > 0 else None
+        s = feedback_solve(
+            q_b, k_b, f.unsqueeze(2), gamma,
+            scale=1.0 / math.sqrt(self.d_model), impl=self.impl, chunk_size=self.chunk_size,
+            initial_state=state, attention_mask=mask,
+        ).squeeze(2)
+        if cache is not None:
+            cache.append_feedback(k_b, s.unsqueeze(2))
+        return s
 
     def _forward_plain(self, a: torch.Tensor) -> torch.Tensor:
         """The training path: one causal sequence per row, positions 0..T-1."""

@@ -8,6 +8,10 @@ the core model's bit for bit, and the cache is the core `sessa.layers.cache.Sess
 from __future__ import annotations
 
 import contextlib
+import inspect
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,7 +42,6 @@ class SessaPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["GatedBlock"]
     # the cache grows with the sequence and cannot be cropped: no assisted decoding
     _is_stateful = True
-    _supports_sdpa = True
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any):
@@ -53,6 +56,25 @@ class SessaPreTrainedModel(PreTrainedModel):
         _own_cpu_storage(model)
         return result
 
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """transformers' save_pretrained, written to a temporary sub-folder and moved in file by file with
+        os.replace, so an interrupted save never leaves a half-written file under a final name."""
+        if kwargs.get("push_to_hub"):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        if not isinstance(save_directory, (str, os.PathLike)):
+            raise TypeError(f"save_directory must be a str or path, got {type(save_directory).__name__}")
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise ValueError(f"save_directory must be a folder, {save_directory!r} is a file")
+        os.makedirs(save_directory, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-save-", dir=save_directory)
+        try:
+            super().save_pretrained(tmp, *args, **kwargs)
+            for name in sorted(os.listdir(tmp)):
+                os.replace(os.path.join(tmp, name), os.path.join(save_directory, name))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         """False: generate must not create a DynamicCache; our forward starts a SessaCache itself."""
@@ -60,14 +82,19 @@ class SessaPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Core init: torch-default Linear, embedding N(0, init_std), LayerNorm (1, 0), gamma_bias = 1.0."""
-        if isinstance(module, nn.Linear):
-            module.reset_parameters()  # kaiming-uniform weight and fan-in uniform bias, as in the core model
-        elif isinstance(module, nn.Embedding):
+        """Core init: embedding N(0, init_std), gamma_bias = 1.0, every other module its constructor's init.
+
+        Runs on fresh models and, after from_pretrained, only for weights the checkpoint lacks.
+        """
+        if isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=self.config.init_std)
-        elif isinstance(module, nn.LayerNorm):
+        elif callable(getattr(module, "reset_parameters", None)):
+            # Linear: torch's kaiming-uniform weight / fan-in uniform bias (as the authors); LayerNorm: (1, 0)
+            module.reset_parameters()
+        elif callable(getattr(module, "init_mamba2_weights", None)):
+            module.init_mamba2_weights()  # the transformers Mamba2 mixer of the "mamba2" baseline (A_log, D, dt)
+        elif "RMSNorm" in type(module).__name__ and isinstance(getattr(module, "weight", None), nn.Parameter):
             init.ones_(module.weight)
-            init.zeros_(module.bias)
         gamma_bias = getattr(module, "gamma_bias", None)
         if isinstance(gamma_bias, nn.Parameter):  # b_gamma of a Sessa mixer (SESSA.md section 2)
             init.constant_(gamma_bias, 1.0)
@@ -84,6 +111,10 @@ class SessaModel(SessaPreTrainedModel):
         # The head lives in SessaForCausalLM; with the identity here the core returns norm(h).
         core.lm_head = nn.Identity()
         self.core = core
+        # baseline mixers (attention, mamba2) may not take a cache: then use_cache defaults to False
+        self.supports_cache = all(
+            "cache" in inspect.signature(type(layer.mixer).forward).parameters for layer in core.layers
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -129,7 +160,7 @@ class SessaModel(SessaPreTrainedModel):
         if input_ids is None:
             raise ValueError("input_ids is required (a [B, T] LongTensor)")
         if use_cache is None:
-            use_cache = bool(self.config.use_cache) and not self.training
+            use_cache = bool(self.config.use_cache) and not self.training and self.supports_cache
         if not isinstance(use_cache, bool):
             raise TypeError(f"use_cache must be a bool or None, got {use_cache!r}")
         if output_hidden_states is None:
@@ -162,6 +193,12 @@ class SessaForCausalLM(SessaPreTrainedModel, GenerationMixin):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.model.set_input_embeddings(value)
+
+    def generate(self, *args: Any, **kwargs: Any):
+        """GenerationMixin.generate; for mixers without a cache (baselines) use_cache defaults to False."""
+        if not self.model.supports_cache:
+            kwargs.setdefault("use_cache", False)  # generate would otherwise feed only the last token
+        return super().generate(*args, **kwargs)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -242,6 +279,8 @@ def _drop_all_ones(attention_mask: object, input_ids: object, cache: object) -> 
     """
     if not (isinstance(attention_mask, torch.Tensor) and isinstance(input_ids, torch.Tensor)):
         return attention_mask
+    if isinstance(cache, SessaCache) and cache.attention_mask is not None:
+        return attention_mask  # the past was padded: the core must check the mask against it
     past = cache.seq_len if isinstance(cache, SessaCache) else 0
     if input_ids.ndim != 2 or tuple(attention_mask.shape) != (input_ids.shape[0], past + input_ids.shape[1]):
         return attention_mask

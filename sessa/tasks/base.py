@@ -8,6 +8,7 @@ produced on demand, in any order, identically on every machine.
 
 from __future__ import annotations
 
+import functools
 import operator
 import random
 from collections.abc import Callable, Sequence
@@ -130,7 +131,8 @@ class Task:
     def dataset(self, split: str) -> Dataset:
         """torch Dataset of {"input_ids": LongTensor[T], "labels": LongTensor[T]}."""
         split = check_split(split)
-        return LazyDataset(self.split_size(split), lambda i: self.example(split, i))
+        # a partial of a bound method (not a lambda) so DataLoader workers can pickle it under "spawn"
+        return LazyDataset(self.split_size(split), functools.partial(self.example, split))
 
     def collate(self, examples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Right-pad to the longest example: {"input_ids": [B, T], "labels": [B, T]}."""

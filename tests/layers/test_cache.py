@@ -36,7 +36,9 @@ def test_prefill_chunks_then_decode_equals_full_forward(H, Hkv, rope, splits):
     layer = make_layer(16, H, Hkv, rope)
     x = torch.randn(2, 24, 16)
     with torch.no_grad():
+        layer.mixer.impl = "naive"  # the reference: the dense oracle over the whole sequence
         full = layer(x)
+        layer.mixer.impl = "auto"  # what users get: chunk / recurrent against the cached past
         inc, cache = run_split(layer, x, list(splits))
     assert inc.shape == full.shape
     assert rel_err(inc, full) <= 1e-5
@@ -44,6 +46,25 @@ def test_prefill_chunks_then_decode_equals_full_forward(H, Hkv, rope, splits):
     assert cache.k.shape == (2, 24, Hkv or H, 16 // H) and cache.v.shape == cache.k.shape
     assert cache.k_b.shape == (2, 24, 1, 16) and cache.s.shape == (2, 24, 1, 16)
     assert cache.attention_mask is None and cache.next_positions.tolist() == [24, 24]
+
+
+@pytest.mark.parametrize("impl", ["chunk", "recurrent"])
+def test_chunked_prefill_across_kernel_blocks_with_gradients(impl):
+    """Prefill chunks longer than the kernel's block (chunk_size 4) continue the cache; gradients flow."""
+    layer = SessaLayer(16, n_heads=2, n_kv_heads=1, impl=impl, chunk_size=4)
+    ref = SessaLayer(16, n_heads=2, n_kv_heads=1, impl="naive")
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 23, 16, requires_grad=True)
+    want = ref(x)
+    want.pow(2).sum().backward()
+    g_want, x.grad = x.grad.clone(), None
+    y1, cache = layer(x[:, :10], use_cache=True)
+    y2, cache = layer(x[:, 10:17], cache=cache)
+    y3, cache = layer(x[:, 17:], cache=cache)
+    got = torch.cat([y1, y2, y3], 1)
+    got.pow(2).sum().backward()
+    assert rel_err(got, want) <= 1e-5
+    assert rel_err(x.grad, g_want) <= 1e-5
 
 
 def test_cached_s_and_keys_equal_the_full_pass():
@@ -151,6 +172,10 @@ def test_bad_cache_and_mask_are_rejected():
         with pytest.raises(TypeError, match="use_cache"):
             layer(torch.randn(2, 1, 16), use_cache=1)
         assert cache.seq_len == 5  # failed calls left the cache unchanged
+        bad_a = torch.full((2, 1, 16), float("nan"))
+        with pytest.raises(ValueError, match="NaN"):  # found inside the feedback solve, after K/V were appended
+            layer.mixer(bad_a, cache=cache)
+        assert cache.seq_len == 5 and cache.k.shape[1] == 5 and cache.s.shape[1] == 5
     with pytest.raises(ValueError, match="n_layers"):
         SessaCache(0)
     assert isinstance(cache, SessaLayerCache)

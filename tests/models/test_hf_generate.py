@@ -157,3 +157,29 @@ def test_core_imports_without_transformers():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "(1, 3, 16)"
+
+
+def test_baseline_mixer_without_cache_generates():
+    # the attention baseline has no cache: generate must fall back to full forwards, not break
+    torch.manual_seed(2)
+    model = SessaForCausalLM(SessaConfig(**{**TINY, "mixer": "attention", "eos_token_id": None})).eval()
+    assert not model.model.supports_cache and model(torch.randint(0, 256, (1, 4))).cache is None
+    x = torch.randint(0, 256, (2, 5))
+    assert torch.equal(model.generate(x, max_new_tokens=4, do_sample=False), argmax_loop(model, x, 4))
+    with pytest.raises(ValueError, match="cache"):
+        model.generate(x, max_new_tokens=2, use_cache=True)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [dict(n_heads=4, n_kv_heads=2), dict(n_heads=1), dict(rope=False), dict(feedback=False), dict(impl="naive")],
+)
+def test_variants_cache_generate_and_left_padding(variant):
+    torch.manual_seed(3)
+    model = SessaForCausalLM(SessaConfig(**{**TINY, "eos_token_id": None, **variant})).eval()
+    x = torch.randint(0, 256, (2, 6))
+    assert torch.equal(model.generate(x, max_new_tokens=4, do_sample=False), argmax_loop(model, x, 4))
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, :3] = 0  # row 1 is left-padded: only its last 3 tokens are real
+    padded = model.generate(x, attention_mask=mask, max_new_tokens=4, do_sample=False)
+    assert torch.equal(padded[1, 6:], argmax_loop(model, x[1:, 3:], 4)[0, 3:])

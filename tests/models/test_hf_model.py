@@ -184,6 +184,10 @@ def test_loss_matches_core_and_ignores_index():
     torch.testing.assert_close(out.loss, core(x, labels=labels).loss)
     out.loss.backward()
     assert model.model.core.layers[0].mixer.gamma_bias.grad is not None
+    # transformers' Trainer passes num_items_in_batch (gradient accumulation): sum / that count
+    n = torch.tensor(5)
+    summed = model(x, labels=labels, use_cache=False, num_items_in_batch=n).loss
+    torch.testing.assert_close(summed, lm_loss(out.logits, labels) * (labels[:, 1:] != IGNORE_INDEX).sum() / n)
 
 
 @pytest.mark.parametrize(
@@ -235,6 +239,10 @@ def test_save_load_round_trip_bit_identical(tmp_path):
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists() and not (tmp_path / "pytorch_model.bin").exists()
+    # written through a temporary sub-folder (os.replace per file) that is gone afterwards
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"
+    ]
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert type(loaded) is SessaForCausalLM and not loaded.training
     assert loaded.lm_head.weight is loaded.model.core.embed.weight
@@ -253,3 +261,14 @@ def test_resize_token_embeddings_keeps_core_in_sync():
     assert model(torch.tensor([[299, 1]])).logits.shape == (1, 2, 300)
     with pytest.raises(TypeError, match="nn.Embedding"):
         model.set_input_embeddings(torch.nn.Linear(2, 2))
+
+
+def test_save_overwrites_and_validates(tmp_path):
+    first, second = tiny(), tiny()
+    first.save_pretrained(tmp_path)
+    second.save_pretrained(tmp_path)  # replaces the files of the first save
+    loaded = SessaForCausalLM.from_pretrained(tmp_path)
+    assert torch.equal(loaded.lm_head.weight, second.lm_head.weight)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="save_directory"):
+        first.save_pretrained(tmp_path / "afile")

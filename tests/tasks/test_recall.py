@@ -162,3 +162,12 @@ def test_recall_tsv_files(tmp_path):
     assert text.count("?") == len(ex.answer_positions) == len(answer.split())
     assert answer.split() == [task.token_name(ex.ids[p]) for p in ex.answer_positions]
     assert torch.equal(task.example("test", 0)["input_ids"], torch.tensor(ex.ids))
+
+
+def test_datasets_pickle_for_worker_processes():
+    import pickle
+
+    for name in ("symbolsoup", "diffuse_mqar", "mqar", "passkey"):
+        task = build_task(name, n_train=20, n_validation=20, n_test=20)
+        ds = pickle.loads(pickle.dumps(task.dataset("test")))
+        assert torch.equal(ds[3]["input_ids"], task.dataset("test")[3]["input_ids"])

@@ -6,6 +6,8 @@ from collections import Counter
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sessa.models.lm import IGNORE_INDEX
 from sessa.tasks import build_task
@@ -206,3 +208,13 @@ def test_bad_split_index_and_types():
         build_task("soup")
     with pytest.raises(ValueError, match="not a SymbolSoup token"):
         encode("<bos> z")
+
+
+@settings(max_examples=25, deadline=None)
+@given(lo=st.integers(23, 1500), span=st.integers(1, 1500), seed=st.integers(0, 2**31))
+def test_lengths_in_bounds_for_any_valid_range(lo, span, seed):
+    hi = lo + span
+    task = build_task("symbolsoup", n_train=20, n_validation=20, n_test=20, min_len=lo, max_len=hi, seed=seed)
+    for i in (0, 19):
+        n = len(encode(task.generate("test", i).text()))
+        assert lo <= n <= hi and (n - 13) % 2 == 0

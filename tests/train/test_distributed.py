@@ -66,15 +66,20 @@ def test_ddp_two_ranks_match_single_process_and_checkpoint_loads(tmp_path, singl
     assert local["loss"] == pytest.approx(ddp["final"]["loss"], rel=1e-6)
 
 
-@pytest.mark.slow
-def test_fsdp_two_ranks_and_resume_under_torchrun(tmp_path, single):
-    part = _torchrun(tmp_path, "fsdp", "--fsdp", "--stop-at", "2")
-    assert len(part["history"]) == 2
-    full = _torchrun(tmp_path, "fsdp", "--fsdp", "--resume")
-    assert _losses(full) == pytest.approx(_losses(single), rel=REL)
-    assert os.path.basename(latest_checkpoint(str(tmp_path / "fsdp" / "checkpoints"))) == "step_00000004"
+def test_fsdp_two_ranks_match_single_process(tmp_path, single):
+    fsdp = _torchrun(tmp_path, "fsdp", "--fsdp")
+    assert _losses(fsdp) == pytest.approx(_losses(single), rel=REL)
     model = load_checkpoint(tmp_path / "fsdp")  # FSDP shards were gathered into one full checkpoint
     ref = load_checkpoint(single["out_dir"])
     ids = torch.randint(0, 16, (2, 16))
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, ref(ids).logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_resume_under_torchrun_ddp_to_fsdp(tmp_path, single):
+    part = _torchrun(tmp_path, "run", "--stop-at", "2")  # DDP, stopped after step 2
+    assert len(part["history"]) == 2
+    full = _torchrun(tmp_path, "run", "--fsdp", "--resume")  # the full checkpoint resumes under FSDP
+    assert _losses(full) == pytest.approx(_losses(single), rel=REL)
+    assert os.path.basename(latest_checkpoint(str(tmp_path / "run" / "checkpoints"))) == "step_00000004"

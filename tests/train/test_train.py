@@ -17,8 +17,8 @@ def _losses(result):
 
 
 def test_tiny_run_learns():
-    r = train(tiny_config(steps=40, batch_size=16, task_options={"n_train": 256, "n_val": 32}, warmup_steps=4,
-                          log_every=5))
+    r = train(tiny_config(steps=20, batch_size=8, grad_accum=1, lr=1e-2, task_options={"n_train": 256, "n_val": 32},
+                          warmup_steps=2, log_every=5))
     losses = _losses(r)
     assert losses[-1] < 0.85 * losses[0], losses
     assert r["final"]["accuracy"] > 2 / 16  # twice chance on a 16-symbol vocabulary
@@ -43,12 +43,11 @@ def test_resume_is_bitwise_identical(tmp_path):
     assert _losses(resumed) == _losses(straight)  # exact float equality, every step
     assert [h["grad_norm"] for h in resumed["history"]] == [h["grad_norm"] for h in straight["history"]]
     assert resumed["final"] == straight["final"]
-    w_a = torch.load if False else None  # (weights compared through the files below)
     from safetensors.torch import load_file
 
     wa = load_file(os.path.join(latest_checkpoint(str(tmp_path / "a" / "checkpoints")), "model.safetensors"))
     wb = load_file(os.path.join(latest_checkpoint(str(tmp_path / "b" / "checkpoints")), "model.safetensors"))
-    assert w_a is None and wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_resume_refuses_a_changed_config(tmp_path):
@@ -58,10 +57,10 @@ def test_resume_refuses_a_changed_config(tmp_path):
 
 
 def test_keep_last(tmp_path):
-    train(tiny_config(steps=5, ckpt_every=1, keep_last=2, out_dir=str(tmp_path)))
+    train(tiny_config(steps=3, ckpt_every=1, keep_last=2, grad_accum=1, out_dir=str(tmp_path)))
     steps = [s for s, _ in list_checkpoints(str(tmp_path / "checkpoints"))]
-    assert steps == [4, 5]
-    assert (tmp_path / "train_log.csv").read_text().count("\n") == 6  # header + 5 steps
+    assert steps == [2, 3]
+    assert (tmp_path / "train_log.csv").read_text().count("\n") == 4  # header + 3 steps
     assert (tmp_path / "eval_log.csv").exists()
 
 
@@ -79,7 +78,7 @@ def test_nan_loss_stops_before_a_poisoned_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop_mod, "SessaLM", NaNAfter2)
     with pytest.raises(NonFiniteLossError, match="step 3.*not finite"):
-        train(tiny_config(steps=6, ckpt_every=1, out_dir=str(tmp_path)))
+        train(tiny_config(steps=4, ckpt_every=1, out_dir=str(tmp_path)))
     assert [s for s, _ in list_checkpoints(str(tmp_path / "checkpoints"))] == [1, 2]
 
 

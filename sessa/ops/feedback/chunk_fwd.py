@@ -118,17 +118,16 @@ def chunk_forward(
             wts = [torch.exp(x[0] - lse) for x in parts]
             a_in = a_in * wts[0]
             p = None
-            for w, (_, pv) in zip(wts, parts):
+            for w, (_, pv) in zip(wts, parts, strict=True):
                 if pv is not None:
                     p = pv * w if p is None else p.addcmul_(pv, w)
-        empty = lse < EMPTY
+        # rows with no real key (t = 0, padding) read nothing; applied always (no host sync on GPU)
+        keep = lse >= EMPTY
         if row_ok is not None:
-            empty = empty | ~row_ok[:, :, r0:r1]
-        if bool(empty.any()):  # rows with no real key (t = 0, padding) read nothing
-            keep = (~empty).to(q.dtype)
-            a_in = a_in * keep
-            p = p * keep if p is not None else None
-            lse = lse.masked_fill(empty, float("inf"))
+            keep = keep & row_ok[:, :, r0:r1]
+        a_in = a_in * keep
+        p = p * keep if p is not None else None
+        lse = lse.masked_fill(~keep, float("inf"))
         g = gamma[:, :, r0:r1]
         rhs = f[:, :, r0:r1] if p is None else f[:, :, r0:r1] + g * p
         m = eye[:c, :c] - g * a_in

@@ -1,0 +1,94 @@
+"""`sessa bench`: a test-size run of every model type, its outputs, presets and argument checks."""
+
+import json
+import os
+
+import pytest
+import yaml
+
+from sessa.cli import main
+from sessa.compare.harness import run_bench
+from sessa.compare.presets import MODELS, PRESETS, get_preset
+from sessa.compare.report import format_table, write_outputs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = {
+    "model": {"d_model": 24, "n_layers": 1, "n_heads": 1, "impl": "naive"},
+    "budget": {"steps": 30, "batch_size": 8, "lr": 1e-2, "warmup_steps": 3, "min_lr_ratio": 0.1,
+               "weight_decay": 0.0, "grad_clip": 1.0, "eval_batches": 1, "eval_batch_size": 20},
+    "tasks": {"symbolsoup": {"min_len": 40, "max_len": 60, "n_train": 200, "n_validation": 20, "n_test": 20}},
+    "seeds": [0],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    path = tmp_path_factory.mktemp("preset") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return run_bench("symbolsoup", str(path), tolerance=0.1, threads=1, log=None)
+
+
+def test_every_model_type_decreases_its_loss(tiny_results):
+    assert list(tiny_results["models"]) == list(MODELS)
+    for name, m in tiny_results["models"].items():
+        run = m["runs"][0]
+        assert run["steps_done"] == 30, name
+        assert run["last_loss"] < run["first_loss"] - 0.1, (name, run["first_loss"], run["last_loss"])
+        assert 0.0 <= m["summary"]["accuracy"]["mean"] <= 1.0
+        assert m["params"] > 0 and run["tokens_per_s"] > 0 and run["wall_time_s"] > 0
+
+
+def test_models_are_matched_and_share_the_budget(tiny_results):
+    models = tiny_results["models"]
+    target = models["sessa"]["params"]
+    for name in ("attention", "mamba2"):
+        assert abs(models[name]["params"] / target - 1) <= 0.1
+        assert models[name]["match"]["params"] == models[name]["params"]
+    assert models["sessa-nofb"]["config"]["feedback"] is False
+    assert models["sessa-nofb"]["config"]["d_model"] == models["sessa"]["config"]["d_model"]
+    assert {m["config"]["n_layers"] for m in models.values()} == {1}
+
+
+def test_outputs_are_valid_json_png_and_table(tiny_results, tmp_path):
+    paths = write_outputs(tiny_results, tmp_path / "out")
+    with open(paths["json"]) as f:
+        data = json.load(f)
+    assert data["task"] == "symbolsoup" and set(data["models"]) == set(MODELS)
+    with open(paths["png"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    table = format_table(tiny_results)
+    for name in MODELS:
+        assert f"| {name} |" in table
+    assert not [p for p in os.listdir(tmp_path / "out") if p.startswith(".tmp-")]  # no temp files left
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [({"models": ["gpt"]}, "models"), ({"models": []}, "models"), ({"seeds": [-1]}, "seeds"),
+     ({"seeds": [0, 0]}, "seeds"), ({"steps": 0}, "steps"), ({"threads": 0}, "threads")],
+)
+def test_bad_options_raise_naming_them(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        run_bench("symbolsoup", "laptop", log=None, **kwargs)
+
+
+def test_bad_task_and_preset():
+    with pytest.raises(ValueError, match="task"):
+        run_bench("nope", log=None)
+    with pytest.raises(ValueError, match="preset"):
+        get_preset("huge")
+    with pytest.raises(FileNotFoundError, match="preset"):
+        get_preset("/nonexistent/p.yaml")
+
+
+def test_cli_reports_bad_option(capsys):
+    assert main(["bench", "symbolsoup", "--models", "sessa,gpt"]) == 2
+    assert "--models" in capsys.readouterr().err
+    assert main(["bench", "symbolsoup", "--steps", "0"]) == 2
+    assert "--steps" in capsys.readouterr().err
+
+
+def test_config_files_mirror_presets():
+    for name, fname in (("laptop", "bench_laptop.yaml"), ("paper", "bench_paper_125m.yaml"),
+                        ("paper-350m", "bench_paper_350m.yaml")):
+        assert get_preset(os.path.join(ROOT, "configs", fname)) == PRESETS[name]

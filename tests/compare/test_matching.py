@@ -1,0 +1,40 @@
+"""Parameter matching of the baselines against the Sessa model."""
+
+import pytest
+
+from sessa.compare.matching import count_parameters, match_baseline
+from sessa.models import SessaConfig, SessaLM
+
+BASE = SessaConfig(vocab_size=46, d_model=64, n_layers=2)
+
+
+def test_count_parameters_equals_built_model():
+    for cfg in (BASE, SessaConfig(vocab_size=46, d_model=48, n_layers=1, mixer="mamba2")):
+        assert count_parameters(cfg) == SessaLM(cfg).num_parameters()
+
+
+@pytest.mark.parametrize("mixer", ["attention", "mamba2"])
+@pytest.mark.parametrize("base", [BASE, SessaConfig(vocab_size=300, d_model=128, n_layers=3, n_heads=4)])
+def test_match_within_tolerance_and_reported(mixer, base):
+    cfg, report = match_baseline(base, mixer)
+    target = SessaLM(base).num_parameters()
+    actual = SessaLM(cfg).num_parameters()  # the report must describe the real model
+    assert report["target_params"] == target and report["params"] == actual
+    assert abs(actual / target - 1) <= 0.03
+    assert report["rel_diff"] == pytest.approx(actual / target - 1)
+    assert cfg.mixer == mixer and cfg.n_layers == base.n_layers and cfg.vocab_size == base.vocab_size
+    assert cfg.n_heads == base.n_heads
+
+
+def test_tolerance_too_tight_raises_naming_it():
+    with pytest.raises(ValueError, match="tolerance"):
+        match_baseline(SessaConfig(vocab_size=10, d_model=8, n_layers=1), "attention", tolerance=1e-6)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="mixer"):
+        match_baseline(BASE, "sessa")
+    with pytest.raises(ValueError, match="tolerance"):
+        match_baseline(BASE, "attention", tolerance=2.0)
+    with pytest.raises(TypeError, match="config"):
+        match_baseline({"d_model": 64}, "attention")
