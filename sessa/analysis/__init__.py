@@ -19,6 +19,7 @@ from sessa.analysis.influence import (
     attention_qk,
     feedback_influence,
     lag_profile,
+    mamba2_impulse_response,
     mixer_attention_influence,
     mixer_feedback_influence,
     ssm_impulse_response,
@@ -34,7 +35,8 @@ from sessa.analysis.jacobians import (
 __all__ = [
     "FitResult", "FixedDecaySSM", "attention_influence", "attention_qk", "compare_tails", "embed_inputs",
     "feedback_influence", "fit_tail", "fixed_decay_influence", "fixed_decay_ssm", "geometric_lags",
-    "hidden_stack", "jacobian_norms", "jacobian_norms_jvp", "lag_profile", "mixer_attention_influence",
+    "hidden_stack", "jacobian_norms", "jacobian_norms_jvp", "lag_profile", "mamba2_impulse_response",
+    "mixer_attention_influence",
     "mixer_feedback_influence", "retrieval_input", "selective_retrieval_influence", "selective_retrieval_sessa",
     "ssm_impulse_response", "transport_scores", "uniform_attention_influence", "uniform_attention_mixer",
     "uniform_routing_influence", "uniform_routing_sessa", "uniform_routing_theory",

@@ -3,14 +3,16 @@
 Freeze the routing a module realises on an input, then read entries of the resulting linear map:
     Sessa      ds/df = (I - diag(gamma) alpha_fb)^{-1}       (one head: the same T x T matrix for every channel)
     attention  df_t/dv_tau = alpha_fwd[t, tau] I
-    SSM        dy_t/dx_tau = C_t (prod_{r=tau+1..t} A_r) B_tau  (diagonal A)
+    SSM        dy_t/dx_tau = C_t (prod_{r=tau+1..t} A_r) B_tau  (diagonal A; Mamba2 via its own scan inputs)
 A column (all targets of one source) of the Sessa inverse is ONE feedback solve with f = e_source; a row (all
 sources of one target) is ONE backward (transposed) solve, i.e. a VJP through the real op. No T x T inverse.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -193,3 +195,58 @@ def lag_profile(values: torch.Tensor, *, source: int | None = None, target: int 
     if source is not None:
         return values[:, _check_index("source", source, T) :]
     return values[:, : _check_index("target", target, T) + 1].flip(1)
+
+
+@contextlib.contextmanager
+def _spy_mamba2_scan(store: dict) -> Iterator[None]:
+    """Record the arguments and output of transformers' mamba2_chunk_scan while the block runs."""
+    from transformers.models.mamba2 import modeling_mamba2 as hf
+
+    original = hf.mamba2_chunk_scan
+
+    def spy(hidden_states, dt, A, B, C, chunk_size, D=None, dt_bias=None, initial_states=None,
+            dt_softplus=False, dt_limit=(0.0, float("inf")), return_final_states=False, **kwargs):
+        out = original(hidden_states, dt, A, B, C, chunk_size, D=D, dt_bias=dt_bias, initial_states=initial_states,
+                       dt_softplus=dt_softplus, dt_limit=dt_limit, return_final_states=return_final_states, **kwargs)
+        store.update(x=hidden_states, dt=dt, A=A, B=B, C=C, D=D, dt_bias=dt_bias, dt_softplus=dt_softplus,
+                     dt_limit=dt_limit, y=out[0] if isinstance(out, tuple) else out)
+        return out
+
+    hf.mamba2_chunk_scan = spy
+    try:
+        yield
+    finally:
+        hf.mamba2_chunk_scan = original
+
+
+def mamba2_impulse_response(mixer: nn.Module, a_bar: torch.Tensor, *, source: int) -> tuple[torch.Tensor, dict]:
+    """Fixed-routing SSM impulse C_t (prod exp(dt_r A)) dt_source B_source of a Mamba2 mixer, per SSM head.
+
+    Runs the real module (transformers' Mamba2Mixer, or our wrapper around it) on a_bar [B, T, D] and reads
+    dt, A, B, C from its own scan call, so conv, activation and dt limits are exactly the module's.
+    Returns ([B, T, H_ssm] with zeros before the source, the captured tensors). The skip term D x_t is not
+    part of the impulse (it only acts at lag 0).
+    """
+    inner = getattr(mixer, "mamba", mixer)
+    if type(inner).__name__ != "Mamba2Mixer":
+        raise TypeError(f"mixer must be a Mamba2 mixer (transformers Mamba2Mixer), got {type(mixer).__name__}")
+    check_tensor("a_bar", a_bar, ndim=3, floating=True)
+    store: dict = {}
+    with torch.no_grad(), _spy_mamba2_scan(store):
+        mixer(a_bar)
+    if not store:
+        raise RuntimeError("the Mamba2 mixer did not call mamba2_chunk_scan (a fused kernel path?); use eval mode")
+    dt = store["dt"].double()
+    if store["dt_bias"] is not None:
+        dt = dt + store["dt_bias"].double()
+    if store["dt_softplus"]:
+        dt = F.softplus(dt)
+    dt = dt.clamp(min=store["dt_limit"][0], max=store["dt_limit"][1])  # [B, T, H]
+    B_, T, H = dt.shape
+    rep = H // store["B"].shape[2]  # groups share B and C
+    b = store["B"].double().repeat_interleave(rep, dim=2)  # [B, T, H, N]
+    c = store["C"].double().repeat_interleave(rep, dim=2)
+    log_decay = (dt * store["A"].double())[..., None].expand_as(b)
+    fold = lambda z: z.permute(0, 2, 1, 3).reshape(B_ * H, T, -1)  # noqa: E731 - heads into the batch
+    resp = ssm_impulse_response(fold(log_decay), fold(dt[..., None] * b), fold(c), source=source)
+    return resp.view(B_, H, T).transpose(1, 2).contiguous(), store

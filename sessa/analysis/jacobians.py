@@ -134,7 +134,7 @@ def jacobian_norms_jvp(
     Runs attention with SDPA's math kernel and Sessa's solve with its dense or token-loop implementation
     (same maths; dense while T^2 <= DENSE_LIMIT), because the fused CPU attention kernel and
     the chunked solve's autograd.Function have no forward-mode rule. Other modules whose ops lack
-    forward-mode AD raise a RuntimeError from torch.
+    forward-mode AD raise a RuntimeError from torch. max_group bounds the (probe, input) pairs per pass.
     """
     fn = hidden_stack(module)
     x = _check_x(x)

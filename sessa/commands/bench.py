@@ -4,6 +4,7 @@ results.json, results.md and results.png into --out. The README's main job: `ses
 from __future__ import annotations
 
 import argparse
+import os
 
 from sessa.compare.presets import MODELS
 
@@ -26,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: tiny models gain little from more, and lose a lot "
                         "when the cores are shared)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="models trained at once, one process each (default: min(2, CPU count)); "
+                        "--jobs 1 trains them one after another in this process")
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a task option, e.g. --task-option max_len=512 (repeatable)")
 
@@ -66,12 +70,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    jobs = min(2, os.cpu_count() or 1) if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     if not 0 < args.tolerance < 1:
         raise ValueError(f"--tolerance must lie in (0, 1), got {args.tolerance}")
     results = run_bench(
         args.task, args.preset, models=models, seeds=_parse_seeds(args.seeds), steps=args.steps,
         task_options=_parse_task_options(args.task_option), tolerance=args.tolerance,
-        threads=args.threads,
+        threads=args.threads, jobs=jobs,
     )
     paths = write_outputs(results, args.out)
     print()

@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-boot", type=int, default=None, help="bootstrap samples per fit (default 200; 50 quick)")
     p.add_argument("--batch", type=int, default=2, help="random inputs averaged for --checkpoint")
     p.add_argument("--probes", default="4", help="'exact' or a number of random probes for --checkpoint")
+    p.add_argument("--no-column", action="store_true",
+                   help="--checkpoint: skip the fixed-source (forward-mode) end-to-end view, the slow one")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
         model = load_checkpoint(args.checkpoint)
         result["checkpoint"] = {"path": os.path.abspath(args.checkpoint), **model_tails(
-            model, max_lag=max_lag, batch=args.batch, probes=probes, seed=args.seed, n_boot=n_boot)}
+            model, max_lag=max_lag, batch=args.batch, probes=probes, seed=args.seed, n_boot=n_boot,
+            column=not args.no_column)}
     result["wall_time_s"] = time.perf_counter() - t0
     os.makedirs(args.out, exist_ok=True)
     json_path, png_path = os.path.join(args.out, "tails.json"), os.path.join(args.out, "tails.png")
@@ -98,10 +101,10 @@ def _finite(obj):
 
 def _curves(result: dict, Curve) -> list:
     out = []
-    sections = [("", result["constructions"])]
+    sections = [("constructions", result["constructions"])]
     if "checkpoint" in result:
-        sections.append(("ckpt ", {k: v for k, v in result["checkpoint"].items() if isinstance(v, dict)}))
-    for prefix, entries in sections:
+        sections.append(("checkpoint", {k: v for k, v in result["checkpoint"].items() if isinstance(v, dict)}))
+    for panel, entries in sections:
         for name, e in entries.items():
             lags, values = e["profile"]["lags"], e["profile"]["values"]
             th = e.get("theory", {})
@@ -111,12 +114,12 @@ def _curves(result: dict, Curve) -> list:
                 v1 = values[lags.index(1)] if 1 in lags else values[0]
                 theory = [v1 * math.exp(-th["kappa"] * (lag - 1)) for lag in lags]
                 theory_label = f"theory: exp(-{th['kappa']:.3g} l)"
-            label = f"{prefix}{name}"
+            label = name
             law = "exp" if th.get("law") == "exp" else ("power" if th else e.get("better"))
             if law in e:  # show the fitted parameter of the law the theory predicts (or the better fit)
                 label += f" (fit {'kappa' if law == 'exp' else 'beta'}={e[law]['exponent']:.3g})"
             out.append(Curve(label, lags, values, slope=slope, anchor=e["fit_range"][0],
-                             theory=theory, theory_label=theory_label))
+                             theory=theory, theory_label=theory_label, panel=panel))
     return out
 
 

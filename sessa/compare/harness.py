@@ -77,6 +77,24 @@ def headline_metric(task: Any) -> str:
     return "accuracy" if "accuracy" in task.metric_names else "perplexity"
 
 
+def run_one(model: dict[str, Any], task_name: str, task_options: dict[str, Any], budget: dict[str, Any],
+            seed: int, threads: int, task: Any = None) -> dict[str, Any]:
+    """Train one model for one seed and score it on the test split (a process-pool job: plain-data args)."""
+    from sessa.tasks import build_task
+
+    torch.set_num_threads(threads)
+    task = task if task is not None else build_task(task_name, **task_options)
+    b = Budget(**budget)
+    trained = train_model(SessaConfig(**model), task, b, seed)
+    test = evaluate(trained["model"], task, "test", b)
+    hist = [h["loss"] for h in trained["history"]]
+    k = max(1, len(hist) // 10)
+    return {"seed": seed, "test": test, "params": trained["model"].num_parameters(),
+            "tokens_per_s": trained["tokens_per_s"], "wall_time_s": trained["wall_time_s"],
+            "steps_done": trained["steps_done"], "loss_history": hist,
+            "first_loss": statistics.fmean(hist[:k]), "last_loss": statistics.fmean(hist[-k:])}
+
+
 def run_bench(
     task_name: str,
     preset: str = "laptop",
@@ -87,13 +105,17 @@ def run_bench(
     task_options: dict[str, Any] | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     threads: int | None = None,
+    jobs: int = 1,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Train every model for every seed, evaluate on the test split, return a JSON-able results dict.
 
     threads: torch intra-op threads during the run (restored afterwards); None keeps torch's setting.
     Tiny models gain little from several threads and lose a lot when the cores are shared.
+    jobs: models trained at once in separate processes (each with `threads` threads).
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
@@ -101,7 +123,7 @@ def run_bench(
         torch.set_num_threads(threads)
         try:
             return run_bench(task_name, preset, models=models, seeds=seeds, steps=steps,
-                             task_options=task_options, tolerance=tolerance, threads=None, log=log)
+                             task_options=task_options, tolerance=tolerance, threads=None, jobs=jobs, log=log)
         finally:
             torch.set_num_threads(before)
     from sessa.tasks import available_tasks, build_task
@@ -129,30 +151,36 @@ def run_bench(
     results: dict[str, Any] = {
         "task": task_name, "task_options": dict(task.options), "preset": preset, "metric": metric,
         "budget": dataclasses.asdict(budget), "seeds": seeds, "models": {},
-        "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(), "jobs": jobs, "torch_version": torch.__version__,
         "paper_reference": PAPER_REFERENCE.get(task_name),
     }
     t_start = time.perf_counter()
+    jobs_list = [(name, seed) for name in configs for seed in seeds]
+    args = {(name, seed): (configs[name][0].to_dict(), task_name, dict(task.options), dataclasses.asdict(budget),
+                           seed, torch.get_num_threads()) for name, seed in jobs_list}
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def report(key: tuple[str, int], run: dict[str, Any]) -> None:
+        done[key] = run
+        say(f"  {key[0]:<11} seed {key[1]}: test {metric} {run['test'][metric]:.4f}, loss {run['test']['loss']:.4f}, "
+            f"{run['tokens_per_s']:.0f} tok/s, {run['wall_time_s']:.1f} s")
+
+    if jobs == 1:
+        for key in jobs_list:
+            report(key, run_one(*args[key], task=task))
+    else:  # one model per process, each with `threads` threads: on 2 free cores, 2 models train at once
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(run_one, *args[key]): key for key in jobs_list}
+            for fut in as_completed(futures):
+                report(futures[fut], fut.result())
     for name, (cfg, match) in configs.items():
-        runs = []
-        for seed in seeds:
-            trained = train_model(cfg, task, budget, seed)
-            model = trained["model"]
-            test = evaluate(model, task, "test", budget)
-            hist = [h["loss"] for h in trained["history"]]
-            k = max(1, len(hist) // 10)
-            runs.append({
-                "seed": seed, "test": test, "tokens_per_s": trained["tokens_per_s"],
-                "wall_time_s": trained["wall_time_s"], "steps_done": trained["steps_done"],
-                "loss_history": hist,
-                "first_loss": statistics.fmean(hist[:k]), "last_loss": statistics.fmean(hist[-k:]),
-            })
-            say(f"  {name:<11} seed {seed}: test {metric} {test[metric]:.4f}, loss {test['loss']:.4f}, "
-                f"{trained['tokens_per_s']:.0f} tok/s, {trained['wall_time_s']:.1f} s")
-        params = model.num_parameters()
+        runs = [done[(name, seed)] for seed in seeds]
         summary = {m: _mean_std([r["test"][m] for r in runs]) for m in ("accuracy", "loss", "perplexity", "top5")}
         results["models"][name] = {
-            "config": cfg.to_dict(), "params": params, "match": match, "runs": runs,
+            "config": cfg.to_dict(), "params": runs[0]["params"], "match": match, "runs": runs,
             "summary": {m: {"mean": v[0], "std": v[1]} for m, v in summary.items()},
             "tokens_per_s": statistics.fmean(r["tokens_per_s"] for r in runs),
             "wall_time_s": statistics.fmean(r["wall_time_s"] for r in runs),

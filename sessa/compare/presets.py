@@ -15,7 +15,8 @@ from typing import Any
 MODELS = ("sessa", "attention", "mamba2", "sessa-nofb")
 
 _TASKS_LAPTOP: dict[str, dict[str, Any]] = {
-    "symbolsoup": {"min_len": 128, "max_len": 256, "n_train": 20000, "n_validation": 200, "n_test": 1000},
+    "symbolsoup": {"min_len": 128, "max_len": 256, "tokenization": "compact", "n_train": 20000,
+                   "n_validation": 200, "n_test": 1000},
     "diffuse_mqar": {"n_train": 20000, "n_validation": 200, "n_test": 1000},
     "mqar": {"n_validation": 200, "n_test": 1000},
     "passkey": {"n_validation": 200, "n_test": 500},
@@ -32,7 +33,7 @@ _TASKS_PAPER: dict[str, dict[str, Any]] = {
 PRESETS: dict[str, dict[str, Any]] = {
     "laptop": {
         "model": {"d_model": 64, "n_layers": 2, "n_heads": 1, "impl": "naive", "max_seq_len": 1024},
-        "budget": {"steps": 500, "batch_size": 16, "lr": 3e-3, "warmup_steps": 50, "min_lr_ratio": 0.1,
+        "budget": {"steps": 600, "batch_size": 32, "lr": 3e-3, "warmup_steps": 50, "min_lr_ratio": 0.1,
                    "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": 8, "eval_batch_size": 64},
         "tasks": _TASKS_LAPTOP,
         "seeds": [0],

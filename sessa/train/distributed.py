@@ -69,7 +69,12 @@ def setup(device: str = "auto") -> DistInfo:
 def teardown(info: DistInfo) -> None:
     """Destroy the process group only if setup() created it (a caller's own group is left alone)."""
     if info.owns_group and dist.is_initialized():
-        dist.destroy_process_group()
+        # all ranks arrive before any tears down: a gloo peer that vanishes while another rank still uses
+        # the group can abort it ("terminate called without an active exception")
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def wrap_model(model: nn.Module, info: DistInfo, fsdp: bool) -> nn.Module:

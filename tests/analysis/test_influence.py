@@ -101,6 +101,27 @@ def test_ssm_impulse_matches_autograd_of_the_scan():
     assert r[0] == 0
 
 
+def test_mamba2_impulse_reproduces_the_modules_own_scan():
+    pytest.importorskip("transformers.models.mamba2.modeling_mamba2")
+    from sessa.analysis import mamba2_impulse_response
+    from sessa.layers.registry import build_mixer
+    from sessa.models import SessaConfig
+
+    opts = {"head_dim": 8, "state_size": 4, "chunk_size": 4}
+    mixer = build_mixer(SessaConfig(d_model=16, mixer="mamba2", mixer_options=opts)).double().eval()
+    a = torch.randn(2, 10, 16, dtype=torch.float64)
+    cols = [mamba2_impulse_response(mixer, a, source=tau) for tau in range(10)]
+    store = cols[0][1]
+    M = torch.stack([c[0] for c in cols], -1)  # [B, t, H, tau]
+    assert torch.all(M[:, 0, :, 1:] == 0)  # causal
+    x = store["x"].double()
+    # y_t = sum_tau impulse[t, tau] x_tau + D x_t is the scan output the module computed (in float32)
+    y = torch.einsum("bths,bshp->bthp", M, x) + store["D"].double()[:, None] * x
+    torch.testing.assert_close(y.reshape(store["y"].shape), store["y"].double(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="Mamba2"):
+        mamba2_impulse_response(SessaMixer(4), torch.randn(1, 3, 4), source=0)
+
+
 def test_lag_profile_and_validation():
     v = torch.arange(10.0)[None]
     assert lag_profile(v, source=3).tolist() == [[3.0, 4, 5, 6, 7, 8, 9]]

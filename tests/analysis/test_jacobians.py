@@ -75,10 +75,17 @@ def test_language_model_uses_its_residual_stream():
     torch.testing.assert_close(jacobian_norms(model, h0), norms_by_lag(J, 5))
 
 
-def test_baseline_attention_block():
-    attention = pytest.importorskip("sessa.layers.attention")
-    block = GatedBlock(4, attention.AttentionMixer(4, 2)).double()
-    x = torch.randn(1, 6, 4, dtype=torch.float64)
+@pytest.mark.parametrize("mixer", ["attention", "mamba2"])
+def test_baseline_blocks(mixer):
+    from sessa.layers.registry import MIXERS, build_mixer
+
+    opts = {"head_dim": 4, "state_size": 4, "chunk_size": 4} if mixer == "mamba2" else {}
+    try:
+        m = build_mixer(SessaConfig(d_model=8, n_heads=2, mixer=mixer, mixer_options=opts))
+    except (ValueError, ImportError):
+        pytest.skip(f"mixer {mixer!r} not available (registered: {sorted(MIXERS)})")
+    block = GatedBlock(8, m).double().eval()
+    x = torch.randn(1, 6, 8, dtype=torch.float64)
     torch.testing.assert_close(jacobian_norms(block, x, target=4), norms_by_lag(brute(block, x), 4))
 
 

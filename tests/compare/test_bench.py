@@ -92,3 +92,18 @@ def test_config_files_mirror_presets():
     for name, fname in (("laptop", "bench_laptop.yaml"), ("paper", "bench_paper_125m.yaml"),
                         ("paper-350m", "bench_paper_350m.yaml")):
         assert get_preset(os.path.join(ROOT, "configs", fname)) == PRESETS[name]
+
+
+@pytest.mark.slow  # spawns two fresh interpreters (torch + transformers imports): ~30-60 s on a busy machine
+def test_parallel_jobs_give_the_same_runs(tmp_path):
+    """--jobs 2 (one process per model) trains exactly what the in-process path trains."""
+    path = tmp_path / "tiny.yaml"
+    small = {**TINY, "budget": {**TINY["budget"], "steps": 4}}
+    path.write_text(yaml.safe_dump(small))
+    kw = dict(models=["sessa", "attention"], tolerance=0.1, threads=1, log=None)
+    seq = run_bench("symbolsoup", str(path), jobs=1, **kw)
+    par = run_bench("symbolsoup", str(path), jobs=2, **kw)
+    for name in ("sessa", "attention"):
+        a, b = seq["models"][name]["runs"][0], par["models"][name]["runs"][0]
+        assert a["loss_history"] == pytest.approx(b["loss_history"], rel=1e-5)
+        assert a["test"]["accuracy"] == b["test"]["accuracy"]

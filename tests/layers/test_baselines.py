@@ -137,3 +137,10 @@ def test_bad_arguments_name_themselves():
         m(torch.randn(1, 4, D), attention_mask=torch.ones(1, 5))
     with pytest.raises(TypeError, match="a must"):
         make("mamba2")(torch.randint(0, 3, (1, 4, D)))
+
+
+@pytest.mark.parametrize("mixer", ["attention", "mamba2"])
+def test_decoding_cache_is_refused_by_name(mixer):
+    lm = SessaLM(SessaConfig(vocab_size=20, d_model=D, n_layers=1, mixer=mixer))
+    with pytest.raises(ValueError, match="Mixer"):
+        lm(torch.randint(0, 20, (1, 4)), use_cache=True)

@@ -166,7 +166,9 @@ def test_bad_arguments_are_rejected():
         chunk_feedback_solve(q, k, f, g, scale=1.0, chunk_size=0)
     with pytest.raises(TypeError, match="chunk_size"):
         chunk_feedback_solve(q, k, f, g, scale=1.0, chunk_size=True)
-    with pytest.raises(ValueError, match="gamma"):
-        chunk_feedback_solve(q, k, f, g[:, :3], scale=1.0, chunk_size=2)
     with pytest.raises(ValueError, match="scale"):
         chunk_feedback_solve(q, k, f, g, scale=-1.0, chunk_size=2)
+    with pytest.raises(ValueError, match="gamma"):  # tensors are validated once, by the dispatcher
+        feedback_solve(q, k, f, g[:, :3], impl="chunk", chunk_size=2)
+    with pytest.raises(ValueError, match="chunk_size"):
+        feedback_solve(q, k, f, g, impl="chunk", chunk_size=-3)

@@ -99,12 +99,15 @@ def chunk_feedback_solve(
     attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Solve (I - diag(gamma) A_fb) s = f blockwise; returns s [B, T, H, dv] in f's dtype, differentiable
-    w.r.t. q, k, f, gamma and the past (k_past, s_past) of initial_state."""
-    from sessa.ops.feedback import _validate  # late import: the dispatcher imports this module
+    w.r.t. q, k, f, gamma and the past (k_past, s_past) of initial_state.
 
+    Like the other implementations it expects tensors already validated by `feedback_solve` (which checks
+    shapes and finiteness once); only the arguments specific to this path are checked here.
+    """
     check_positive_int("chunk_size", chunk_size)
-    scale = _validate(q, k, f, gamma, scale, initial_state, attention_mask, None)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0 or scale == float("inf"):
+        raise ValueError(f"scale must be a finite float > 0, got {scale!r}")
     k_past, s_past = initial_state if initial_state is not None else (None, None)
     if q.shape[1] == 0:
         return f.clone()
-    return ChunkFeedbackSolve.apply(q, k, f, gamma, k_past, s_past, attention_mask, scale, chunk_size)
+    return ChunkFeedbackSolve.apply(q, k, f, gamma, k_past, s_past, attention_mask, float(scale), chunk_size)

@@ -100,27 +100,21 @@ def chunk_forward(
         c = r1 - r0
         p0, p1 = n_past + r0, n_past + r1
         q_blk = q[:, :, r0:r1]
-        parts = []  # (lse_tile, p_tile) per key tile
-        a_in = None
-        for j0, j1 in key_tiles(p1, tile):
-            probs, lse = softmax_lse(block_logits(q_blk, keys, j0, j1, p0, key_bias, cbias))
+        a_in = p = lse = lse_blk = None
+        for j0, j1 in key_tiles(p1, tile):  # the first tile holds the block itself
+            probs, lse_t = softmax_lse(block_logits(q_blk, keys, j0, j1, p0, key_bias, cbias))
             if j1 > p0:  # block tile: split off the in-block weights, PV over the earlier keys only
-                a_in = probs[..., p0 - j0 :]
-                pv = probs[..., : p0 - j0] @ values[:, :, j0:p0] if p0 > j0 else None
-            else:
-                pv = probs @ values[:, :, j0:j1]
-            parts.append((lse, pv))
-        if len(parts) == 1:
-            lse = parts[0][0]
-            p = parts[0][1]
-        else:  # exact merge of per-tile softmaxes: weight_i = exp(lse_i - lse)
-            lse = torch.logsumexp(torch.cat([x[0] for x in parts], dim=-1), dim=-1, keepdim=True)
-            wts = [torch.exp(x[0] - lse) for x in parts]
-            a_in = a_in * wts[0]
-            p = None
-            for w, (_, pv) in zip(wts, parts, strict=True):
-                if pv is not None:
-                    p = pv * w if p is None else p.addcmul_(pv, w)
+                a_in, lse, lse_blk = probs[..., p0 - j0 :], lse_t, lse_t
+                p = probs[..., : p0 - j0] @ values[:, :, j0:p0] if p0 > j0 else None
+                continue
+            # exact online merge of per-tile softmaxes (FlashAttention): rescale by exp(lse_i - lse)
+            pv = probs @ values[:, :, j0:j1]
+            new = torch.logaddexp(lse, lse_t)
+            pv *= torch.exp(lse_t - new)
+            p = pv if p is None else pv.add_(p * torch.exp(lse - new))
+            lse = new
+        if lse is not lse_blk:  # the in-block weights were normalised over the block tile only
+            a_in = a_in * torch.exp(lse_blk - lse)
         # rows with no real key (t = 0, padding) read nothing; applied always (no host sync on GPU)
         keep = lse >= EMPTY
         if row_ok is not None:
