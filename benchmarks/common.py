@@ -70,6 +70,9 @@ def environment() -> dict:
         "machine": platform.machine(),
         "processor": platform.processor(),
         "cpu_count": os.cpu_count(),
+        # PASSIVE stops idle OpenMP workers from spinning: essential on a shared (oversubscribed) machine
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "loadavg_1min": os.getloadavg()[0],
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

@@ -33,7 +33,7 @@ _TASKS_PAPER: dict[str, dict[str, Any]] = {
 PRESETS: dict[str, dict[str, Any]] = {
     "laptop": {
         "model": {"d_model": 64, "n_layers": 2, "n_heads": 1, "impl": "naive", "max_seq_len": 1024},
-        "budget": {"steps": 600, "batch_size": 32, "lr": 3e-3, "warmup_steps": 50, "min_lr_ratio": 0.1,
+        "budget": {"steps": 400, "batch_size": 32, "lr": 3e-3, "warmup_steps": 50, "min_lr_ratio": 0.1,
                    "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": 8, "eval_batch_size": 64},
         "tasks": _TASKS_LAPTOP,
         "seeds": [0],

@@ -256,9 +256,8 @@ def write_checkpoint(root: str, step: int, weights: dict[str, torch.Tensor], opt
                      config: dict[str, Any], state: dict[str, Any], keep_last: int) -> str:
     """Write one checkpoint folder atomically (call on the writing rank only); prune to keep_last."""
     final = os.path.join(root, step_dir_name(step))
-    if os.path.exists(final):  # e.g. the same step saved again after a resume: replace the old copy
-        shutil.rmtree(final)
-    with atomic_dir(final) as tmp:
+    # replace=True: the same step saved again (a run resumed from an earlier checkpoint of this folder)
+    with atomic_dir(final, replace=True) as tmp:
         _save_tensors(weights, os.path.join(tmp, MODEL_FILE))
         _maybe_pause(step)
         opt_tensors, opt_meta = flatten_optimizer(optim)
@@ -269,8 +268,12 @@ def write_checkpoint(root: str, step: int, weights: dict[str, torch.Tensor], opt
         atomic_write_json(os.path.join(tmp, STATE_FILE),
                           {"format": FORMAT_VERSION, "step": step, **state, "optimizer": opt_meta, "files": files})
     atomic_write_text(os.path.join(root, LATEST), step_dir_name(step) + "\n")
-    for _, old in list_checkpoints(root)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+    # keep the keep_last most recently WRITTEN ones (not the highest steps: after resuming from an earlier
+    # checkpoint, the abandoned later steps must not push out the new ones)
+    by_age = sorted(list_checkpoints(root), key=lambda sp: os.path.getmtime(os.path.join(sp[1], STATE_FILE)))
+    for _, old in by_age[:-keep_last]:
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -83,6 +83,7 @@ class TrainConfig:
     tensorboard: bool = True  # used only when torch.utils.tensorboard imports
     fsdp: bool = False
     device: str = "auto"
+    num_workers: int = 0  # DataLoader worker processes building the batches ahead (0: in the training loop)
     check_finite: bool = True  # stop with NonFiniteLossError on NaN/Inf loss or gradient norm
 
     def __post_init__(self) -> None:
@@ -97,7 +98,8 @@ class TrainConfig:
         if not isinstance(self.task_options, dict):
             raise TypeError(f"task_options must be a dict, got {type(self.task_options).__name__}")
         for name, lo in (("steps", 1), ("batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0), ("seed", 0),
-                         ("eval_every", 0), ("ckpt_every", 0), ("keep_last", 1), ("log_every", 1)):
+                         ("eval_every", 0), ("ckpt_every", 0), ("keep_last", 1), ("log_every", 1),
+                         ("num_workers", 0)):
             _int(name, getattr(self, name), lo)
         _int("eval_batches", self.eval_batches, 1, none_ok=True)
         _int("stop_at", self.stop_at, 1, none_ok=True)

@@ -9,7 +9,7 @@ needs nothing but k.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -65,3 +65,30 @@ def accumulation(batch_size: int, grad_accum: int, world_size: int) -> tuple[int
 def collate_micro(task: Any, dataset: Any, indices: Sequence[int], micro: int) -> list[dict[str, torch.Tensor]]:
     """Split the rank's indices into micro-batches and collate each with the task's collate."""
     return [task.collate([dataset[i] for i in indices[j:j + micro]]) for j in range(0, len(indices), micro)]
+
+
+def step_batches(task: Any, dataset: Any, plan: GlobalBatches, start: int, end: int, rank: int, world_size: int,
+                 micro: int, num_workers: int = 0) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """Yield, for each step in [start, end), this rank's collated micro-batches.
+
+    num_workers > 0 builds them in DataLoader worker processes (prefetching ahead of the model); the
+    indices are fixed in advance, so the batches are identical either way.
+    """
+    if num_workers == 0:
+        for step in range(start, end):
+            yield collate_micro(task, dataset, plan.rank_batch(step, rank, world_size), micro)
+        return
+    from torch.utils.data import DataLoader
+
+    def micro_indices() -> Iterator[list[int]]:
+        for step in range(start, end):
+            idx = plan.rank_batch(step, rank, world_size)
+            for j in range(0, len(idx), micro):
+                yield idx[j:j + micro]
+
+    per_step = -(-plan.batch_size // world_size // micro)
+    loader = DataLoader(dataset, batch_sampler=list(micro_indices()), collate_fn=task.collate,
+                        num_workers=num_workers, prefetch_factor=max(2, per_step))
+    it = iter(loader)
+    for _ in range(start, end):
+        yield [next(it) for _ in range(per_step)]

@@ -66,13 +66,15 @@ def setup(device: str = "auto") -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev, owns_group=owns)
 
 
-def teardown(info: DistInfo) -> None:
+def teardown(info: DistInfo, clean: bool = True) -> None:
     """Destroy the process group only if setup() created it (a caller's own group is left alone)."""
     if info.owns_group and dist.is_initialized():
-        # all ranks arrive before any tears down: a gloo peer that vanishes while another rank still uses
-        # the group can abort it ("terminate called without an active exception")
         try:
-            dist.barrier()
+            # after a normal run all ranks meet first: a gloo peer that vanishes while another rank still
+            # uses the group can abort it ("terminate called without an active exception"). After an error
+            # the other ranks may never arrive, so no barrier then.
+            if clean:
+                dist.barrier()
         finally:
             dist.destroy_process_group()
 

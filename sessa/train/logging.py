@@ -55,7 +55,7 @@ class RunLogger:
         self.evals.append(row)
         if self.tb is not None:
             for k, v in row.items():
-                if k not in ("step", "split"):
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
                     self.tb.add_scalar(f"eval/{k}", v, row["step"])
         self.flush()
 

@@ -23,7 +23,7 @@ from sessa.models.lm import IGNORE_INDEX
 from sessa.train import distributed as D
 from sessa.train.checkpoint import CheckpointError, read_training_checkpoint, resolve_checkpoint
 from sessa.train.config import TrainConfig
-from sessa.train.data import GlobalBatches, accumulation, collate_micro
+from sessa.train.data import GlobalBatches, accumulation, step_batches
 from sessa.train.evaluate import check_metric_names, evaluate
 from sessa.train.logging import Progress, RunLogger
 from sessa.train.optim import WarmupCosine, build_optimizer
@@ -106,9 +106,12 @@ def train(cfg: TrainConfig, *, task: Any = None, return_model: bool = False) -> 
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     info = D.setup(cfg.device)
     try:
-        return _train(cfg, task, info, return_model)
-    finally:
-        D.teardown(info)
+        result = _train(cfg, task, info, return_model)
+    except BaseException:
+        D.teardown(info, clean=False)
+        raise
+    D.teardown(info)
+    return result
 
 
 def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) -> dict[str, Any]:
@@ -150,15 +153,15 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) ->
     autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     eval_kw = dict(batch_size=cfg.batch_size, micro_batch_size=micro, precision=cfg.precision, info=info)
     progress = Progress(cfg.progress and info.is_main, end, start)
-    last_ckpt, train_time, train_tokens = None, 0.0, 0
+    last_ckpt, train_time, train_tokens = folder, 0.0, 0
     window: list[float] = []
     window_t, window_tok = 0.0, 0
     model.train()
     try:
-        for step in range(start, end):
-            t0 = time.perf_counter()
+        data = step_batches(task, train_set, plan, start, end, info.rank, info.world_size, micro, cfg.num_workers)
+        t0 = time.perf_counter()  # step time includes building the batch (tokens/s is end to end)
+        for step, batches in zip(range(start, end), data, strict=True):
             lr = sched.apply()
-            batches = collate_micro(task, train_set, plan.rank_batch(step, info.rank, info.world_size), micro)
             counts = torch.tensor([sum(_scored(b["labels"]) for b in batches),
                                    sum(b["input_ids"].numel() for b in batches)], dtype=torch.float64,
                                   device=info.device)
@@ -190,6 +193,7 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) ->
             sched.step()
             done = step + 1
             dt = time.perf_counter() - t0
+            t0 += dt
             train_time, train_tokens = train_time + dt, train_tokens + n_tokens
             window.append(loss)
             window_t, window_tok = window_t + dt, window_tok + n_tokens
@@ -206,6 +210,7 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) ->
             if ckpt_root and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == end):
                 last_ckpt = save_state(ckpt_root, done, model, optimizer, sched, plan, logger, cfg, info)
                 logger.flush() if writes else None
+            t0 = time.perf_counter()  # evaluation and checkpoint time is not training time
         final = evaluate(model, task, cfg.eval_split, cfg.eval_batches, **eval_kw)
         logger.log_eval({"step": end, "split": cfg.eval_split, "final": True, **final})
     finally:

@@ -82,15 +82,16 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[str]:
+def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[str]:
     """`with atomic_dir(final) as tmp:` fill the temp folder `tmp`; it is renamed to `final` on success.
 
-    `final` must not exist yet (a folder rename cannot atomically replace a non-empty folder). On any
-    error the temp folder is removed; if the process is killed it stays behind as ".tmp-*" and is ignored.
+    An existing `final` is an error unless replace=True: then, once the new folder is complete, the old one
+    is renamed aside (".tmp-*") and deleted after the new one is in place. On any error the temp folder is
+    removed; if the process is killed it stays behind as ".tmp-*" and is ignored.
     """
     path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path):
-        raise FileExistsError(f"{path} already exists; atomic_dir only creates new folders")
+    if os.path.exists(path) and not replace:
+        raise FileExistsError(f"{path} already exists; pass replace=True to replace it")
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=TMP_PREFIX + os.path.basename(path) + "-", dir=parent)
@@ -103,8 +104,14 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[str]:
                 with open(fp, "rb") as f:
                     os.fsync(f.fileno())
         _fsync_dir(tmp)
+        old = None
+        if os.path.exists(path):  # replace=True: a folder rename cannot overwrite a non-empty folder
+            old = tempfile.mkdtemp(prefix=TMP_PREFIX + "old-", dir=parent)
+            os.rename(path, os.path.join(old, "d"))
         os.rename(tmp, path)
         _fsync_dir(parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -131,5 +131,8 @@ def test_atomic_helpers_leave_nothing_half_written(tmp_path):
     with pytest.raises(FileExistsError):
         with atomic_dir(tmp_path / "d"):
             pass
+    with atomic_dir(tmp_path / "d", replace=True) as d:
+        open(os.path.join(d, "y"), "w").write("y")
+    assert os.listdir(tmp_path / "d") == ["y"] and sorted(os.listdir(tmp_path)) == ["d", "f.txt"]
     with pytest.raises(ValueError):
         atomic_write_json(tmp_path / "n.json", {"x": float("nan")})

@@ -107,3 +107,30 @@ def test_batch_plan_shards_and_epochs():
     assert plan.position(5) == {"epoch": 2, "batch_in_epoch": 1, "examples_seen": 40}
     with pytest.raises(ValueError, match="fewer than batch_size"):
         GlobalBatches(4, 8, 0)
+
+
+def test_random_bad_configs_raise_only_clear_errors():
+    """>= 200 random configs with one field set to an arbitrary value: either valid, or ValueError/TypeError
+    naming that field (never another exception type, never a silently accepted wrong type)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = tiny_config().to_dict()
+    fields = sorted(set(base) - {"model"})
+    junk = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                     st.text(max_size=5), st.lists(st.integers(), max_size=3),
+                     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+    @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(field=st.sampled_from(fields), value=junk)
+    def check(field, value):
+        try:
+            cfg = TrainConfig.from_dict({**base, field: value})
+        except (ValueError, TypeError) as e:
+            assert field.split("_")[0] in str(e) or field in str(e), (field, value, str(e))
+            return
+        got = getattr(cfg, field)
+        assert got == value or (field == "betas" and list(got) == list(value)) or \
+            (isinstance(value, int) and got == float(value)), (field, value, got)
+
+    check()

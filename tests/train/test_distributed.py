@@ -21,6 +21,9 @@ from sessa.train.checkpoint import latest_checkpoint
 
 pytestmark = pytest.mark.distributed
 REL = 1e-5
+# 17 validation examples in batches of 8: the last batch has 1 example, so rank 1 evaluates nothing there
+# (it still runs a forward pass, which FSDP's all-gathers need)
+DIST_CFG = tiny_config(steps=4, task_options={"n_train": 64, "n_val": 17}, eval_batches=None)
 
 
 def _free_port() -> int:
@@ -33,7 +36,7 @@ def _torchrun(tmp_path, name: str, *flags: str) -> dict:
     """Run `torchrun --nproc-per-node 2 -m sessa.train` on the tiny config; return rank 0's result JSON."""
     cfg_path = tmp_path / "tiny.yaml"
     if not cfg_path.exists():
-        cfg_path.write_text(yaml.safe_dump(tiny_config(steps=4).to_dict()))
+        cfg_path.write_text(yaml.safe_dump(DIST_CFG.to_dict()))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
            str(_free_port()), "-m", "sessa.train", "--config", str(cfg_path), "--out-dir", str(tmp_path / name),
            "--json", *flags]
@@ -44,7 +47,9 @@ def _torchrun(tmp_path, name: str, *flags: str) -> dict:
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
-    return train(tiny_config(steps=4, out_dir=str(tmp_path_factory.mktemp("single"))))
+    cfg = DIST_CFG.to_dict()
+    cfg["out_dir"] = str(tmp_path_factory.mktemp("single"))
+    return train(type(DIST_CFG).from_dict(cfg))
 
 
 def _losses(r):
@@ -61,14 +66,17 @@ def test_ddp_two_ranks_match_single_process_and_checkpoint_loads(tmp_path, singl
     ids = torch.randint(0, 16, (2, 16))
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, ref(ids).logits, rtol=1e-4, atol=1e-5)
-    task = __import__("synthtask").build_synth_task(n_train=64, n_val=16)
-    local = evaluate(model, task, "validation", 1, batch_size=8)
+    task = __import__("synthtask").build_synth_task(n_train=64, n_val=17)
+    local = evaluate(model, task, "validation", None, batch_size=8)
+    assert local["tokens"] == ddp["final"]["tokens"] == 17 * 14  # every scored token counted exactly once
     assert local["loss"] == pytest.approx(ddp["final"]["loss"], rel=1e-6)
 
 
 def test_fsdp_two_ranks_match_single_process(tmp_path, single):
     fsdp = _torchrun(tmp_path, "fsdp", "--fsdp")
     assert _losses(fsdp) == pytest.approx(_losses(single), rel=REL)
+    assert fsdp["final"]["tokens"] == single["final"]["tokens"]
+    assert fsdp["final"]["loss"] == pytest.approx(single["final"]["loss"], rel=1e-4)
     model = load_checkpoint(tmp_path / "fsdp")  # FSDP shards were gathered into one full checkpoint
     ref = load_checkpoint(single["out_dir"])
     ids = torch.randint(0, 16, (2, 16))
