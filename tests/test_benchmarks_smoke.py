@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         ("bench_feedback.py", "feedback_solve", {"chunk_fwd_s", "dense_fwd_s", "chunk_fwd_gflops", "fwd_speedup"}),
         ("bench_layer.py", "layer", {"sessa_fwdbwd_s", "attention_fwdbwd_s", "fwdbwd_ratio"}),
-        ("bench_memory.py", "memory", {"peak_rss_gib", "step_gib", "within_24gib"}),
+        pytest.param(  # three fresh interpreters (parent + one per config): ~45 s on the shared machine
+            "bench_memory.py", "memory", {"peak_rss_gib", "step_gib", "within_24gib"}, marks=pytest.mark.slow
+        ),
     ],
 )
 def test_benchmark_quick_run_writes_results(tmp_path, script, name, keys):
