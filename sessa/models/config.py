@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessa.layers.checks import check_gamma_max, check_heads, check_positive_float
+from sessa.ops import DEFAULT_CHUNK_SIZE
 from sessa.ops.utils import check_positive_int
 
 
@@ -33,7 +34,7 @@ class SessaConfig:
     feedback: bool = True
     mixer: str = "sessa"
     impl: str = "auto"
-    chunk_size: int = 64
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     init_std: float = 0.02
     mixer_options: dict[str, Any] = field(default_factory=dict)
 

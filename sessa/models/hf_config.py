@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from transformers import PreTrainedConfig
 
 from sessa.models.config import SessaConfig as CoreSessaConfig
+from sessa.ops import DEFAULT_CHUNK_SIZE
 
 # the fields shared with the core dataclass, in its order (the HF config adds token ids and use_cache)
 CORE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CoreSessaConfig))
@@ -46,7 +47,7 @@ class SessaConfig(PreTrainedConfig):
     feedback: bool = True
     mixer: str = "sessa"
     impl: str = "auto"
-    chunk_size: int = 64
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     init_std: float = 0.02
     mixer_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     # transformers-side fields
