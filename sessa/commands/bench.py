@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch CPU threads (default 1: tiny models gain little from more, and lose a lot "
                         "when the cores are shared)")
     p.add_argument("--jobs", type=int, default=None,
-                   help="models trained at once, one process each (default: min(2, CPU count)); "
+                   help="models trained at once, one process each (default: min(2, CPU count), or 1 with CUDA); "
                         "--jobs 1 trains them one after another in this process")
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a task option, e.g. --task-option max_len=512 (repeatable)")
@@ -70,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    jobs = min(2, os.cpu_count() or 1) if args.jobs is None else args.jobs
+    if args.jobs is None:  # CPU: one model per core (2 on a laptop); GPU: one model at a time on the device
+        import torch
+
+        jobs = 1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1)
+    else:
+        jobs = args.jobs
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     if not 0 < args.tolerance < 1:

@@ -51,9 +51,13 @@ def _check_list(name: str, values: object, allowed: tuple[str, ...] | None = Non
 
 
 def model_configs(
-    base: SessaConfig, models: list[str], tolerance: float = DEFAULT_TOLERANCE
+    base: SessaConfig, models: list[str], tolerance: float = DEFAULT_TOLERANCE,
+    mamba2_options: dict[str, Any] | None = None,
 ) -> dict[str, tuple[SessaConfig, dict[str, Any]]]:
-    """name -> (config, matching report) for each requested variant (see module docstring)."""
+    """name -> (config, matching report) for each requested variant (see module docstring).
+
+    mamba2_options: preferred Mamba2 settings (expand, head_dim, state_size, ...); the state size is then
+    tuned around the given value to match the parameter count."""
     _check_list("models", models, MODELS)
     out: dict[str, tuple[SessaConfig, dict[str, Any]]] = {}
     for name in models:
@@ -62,7 +66,8 @@ def model_configs(
         elif name == "sessa-nofb":
             out[name] = (dataclasses.replace(base, feedback=False), {"matched": "ablation: same width as sessa"})
         else:
-            cfg, report = match_baseline(base, name, tolerance=tolerance)
+            opts = mamba2_options if name == "mamba2" else None
+            cfg, report = match_baseline(base, name, tolerance=tolerance, mixer_options=opts)
             out[name] = (cfg, {"matched": "width", **report})
     return out
 
@@ -116,6 +121,8 @@ def run_bench(
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance < 1:
+        raise ValueError(f"tolerance must be a float in (0, 1), got {tolerance!r}")
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
@@ -143,7 +150,7 @@ def run_bench(
     opts = {**p["tasks"].get(task_name, {}), **(task_options or {})}
     task = build_task(task_name, **opts)
     base = SessaConfig(**{**p["model"], "vocab_size": task.vocab_size})
-    configs = model_configs(base, models, tolerance)
+    configs = model_configs(base, models, tolerance, p.get("mamba2_options"))
     metric = headline_metric(task)
     say = log or (lambda _s: None)
     say(f"sessa bench {task_name} (preset {preset}): {len(models)} models x {len(seeds)} seeds, "

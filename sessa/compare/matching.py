@@ -1,8 +1,9 @@
 """Parameter matching: pick a baseline's width (and Mamba2 head width) so its model has as many parameters
 as the Sessa model it is compared with, as the paper does ("parameter counts are matched").
 
-Only the width d_model (and, for Mamba2, the SSM head width so that expand * d_model stays divisible)
-changes; depth, vocabulary, block structure, heads and the training budget stay identical.
+Only the width d_model (and, for Mamba2, the SSM state size N as a fine step; its widths keep
+expand * d_model a multiple of the SSM head width) changes; depth, vocabulary, block structure, heads and
+the training budget stay identical.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def match_baseline(
     matched = _candidate(config, mixer, widths[best_i])
     assert matched is not None
     n_params = cache[best_i]
-    if mixer == "mamba2" and "state_size" not in config.mixer_options:
+    if mixer == "mamba2":
         # the nearest valid widths below and above, each with its best N; keep the closer count
         options = []
         for i in sorted((i for i in cache if cache[i] is not None), key=lambda i: abs(cache[i] - target))[:2]:
@@ -121,10 +122,10 @@ def match_baseline(
 
 def _tune_state_size(config: SessaConfig, target: int, n_params: int) -> tuple[SessaConfig, int]:
     """Fine step for Mamba2: one width step moves the count by several %, the SSM state size N (linear in
-    the count) closes the gap; N stays within [N0 / 2, 4 N0] of the default N0."""
+    the count) closes the gap; N stays within [N0 / 2, 4 N0] of the requested (or default) N0."""
     from sessa.layers.mamba2 import MAMBA2_DEFAULTS
 
-    n0 = MAMBA2_DEFAULTS["state_size"]
+    n0 = config.mixer_options.get("state_size", MAMBA2_DEFAULTS["state_size"])
 
     def with_n(n: int) -> SessaConfig:
         return dataclasses.replace(config, mixer_options={**config.mixer_options, "state_size": n})

@@ -2,8 +2,9 @@
 
 "laptop" is the README's main job: tiny models (D = 64, 2 blocks) on short sequences (SymbolSoup 128-256
 tokens with the authors' character counting; Diffuse MQAR train lags 64-128, test up to 4x), a budget that
-fits about 2 minutes per model on 2 CPU cores. "paper" (~125M) and "paper-350m" follow the paper's sizes
-for GPU users; their SymbolSoup examples are 1024-2048 tokens long as in the paper's runs.
+fits about 2 minutes per model on 2 CPU cores. "paper" and "paper-350m" follow the paper's sizes for GPU
+users (123.7M and 344.9M parameters with a 50,257-token vocabulary; fewer with a task's small vocabulary,
+e.g. 85M and 287M on SymbolSoup); their SymbolSoup examples are 1024-2048 tokens long as in the paper.
 """
 
 from __future__ import annotations
@@ -39,24 +40,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seeds": [0],
     },
     "paper": {
-        "model": {"d_model": 768, "n_layers": 12, "n_heads": 12, "impl": "auto", "max_seq_len": 2048},
+        "model": {"d_model": 768, "n_layers": 16, "n_heads": 12, "impl": "auto", "max_seq_len": 2048},
         "budget": {"steps": 20000, "batch_size": 32, "lr": 3e-4, "warmup_steps": 1000, "min_lr_ratio": 0.1,
                    "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": None, "eval_batch_size": 32,
                    "precision": "bf16"},
         "tasks": _TASKS_PAPER,
         "seeds": [0, 1],
+        "mamba2_options": {"expand": 2, "head_dim": 64, "state_size": 64},
     },
     "paper-350m": {
-        "model": {"d_model": 1024, "n_layers": 24, "n_heads": 16, "impl": "auto", "max_seq_len": 2048},
+        "model": {"d_model": 1152, "n_layers": 24, "n_heads": 18, "impl": "auto", "max_seq_len": 2048},
         "budget": {"steps": 20000, "batch_size": 32, "lr": 2e-4, "warmup_steps": 1000, "min_lr_ratio": 0.1,
                    "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": None, "eval_batch_size": 16,
                    "precision": "bf16"},
         "tasks": _TASKS_PAPER,
         "seeds": [0, 1],
+        "mamba2_options": {"expand": 2, "head_dim": 64, "state_size": 64},
     },
 }
 
-_KEYS = {"model", "budget", "tasks", "seeds"}
+_KEYS = {"model", "budget", "tasks", "seeds", "mamba2_options"}
 
 
 def get_preset(name_or_path: str) -> dict[str, Any]:
@@ -83,7 +86,7 @@ def get_preset(name_or_path: str) -> dict[str, Any]:
         raise ValueError(f"preset file {name_or_path}: missing keys {missing}")
     data.setdefault("tasks", {})
     data.setdefault("seeds", [0])
-    for key in ("model", "budget", "tasks"):
-        if not isinstance(data[key], dict):
+    for key in ("model", "budget", "tasks", "mamba2_options"):
+        if key in data and not isinstance(data[key], dict):
             raise ValueError(f"preset file {name_or_path}: {key!r} must be a mapping")
     return data

@@ -65,7 +65,8 @@ def test_outputs_are_valid_json_png_and_table(tiny_results, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, needle",
     [({"models": ["gpt"]}, "models"), ({"models": []}, "models"), ({"seeds": [-1]}, "seeds"),
-     ({"seeds": [0, 0]}, "seeds"), ({"steps": 0}, "steps"), ({"threads": 0}, "threads")],
+     ({"seeds": [0, 0]}, "seeds"), ({"steps": 0}, "steps"), ({"threads": 0}, "threads"),
+     ({"jobs": 0}, "jobs"), ({"tolerance": 1.5}, "tolerance")],
 )
 def test_bad_options_raise_naming_them(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
