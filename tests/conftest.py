@@ -1,4 +1,4 @@
-"""Shared test set-up: deterministic seeds, few threads (CI has 2 cores), helpers importable."""
+"""Shared test set-up: deterministic seeds, one torch thread, helpers in tests/ importable."""
 
 import os
 import sys
@@ -13,3 +13,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Test tensors are tiny: one thread is several times faster than two on the 2-core CI machine
+    (no thread hand-offs), and the benchmarks, not the tests, measure multi-threaded speed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,15 +20,6 @@ from sessa.tokenization import byte_tokenizer
 TINY = dict(vocab_size=258, d_model=32, n_layers=2, n_heads=2, bos_token_id=256, eos_token_id=256, pad_token_id=257)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny matmuls on a shared 2-core machine are many times faster single-threaded
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(**overrides) -> SessaForCausalLM:
     return SessaForCausalLM(SessaConfig(**{**TINY, **overrides})).eval()
 
