@@ -145,29 +145,26 @@ class SessaMixer(nn.Module):
         f = self.attend(q, k, v, forward_mask(mask, n_past, T, a.device), causal=n_past == 0)
         if not self.feedback:
             return f
-        q_b, k_b, gamma = self.feedback_inputs(a)
         state = (cache.k_b, cache.s) if cache is not None and n_past > 0 else None
-        s = feedback_solve(
-            q_b, k_b, f.unsqueeze(2), gamma,
-            scale=1.0 / math.sqrt(self.d_model), impl=self.impl, chunk_size=self.chunk_size,
-            initial_state=state, attention_mask=mask,
-        ).squeeze(2)
+        s, k_b = self._solve(a, f, initial_state=state, attention_mask=mask)
         if cache is not None:
             cache.append_feedback(k_b, s.unsqueeze(2))
         return s
+
+    def _solve(self, a: torch.Tensor, f: torch.Tensor, **solve_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """s = (I - diag(gamma) alpha_fb)^{-1} f for f [B, T, D]; returns (s [B, T, D], k_b [B, T, 1, D])."""
+        q_b, k_b, gamma = self.feedback_inputs(a)
+        s = feedback_solve(
+            q_b, k_b, f.unsqueeze(2), gamma,
+            scale=1.0 / math.sqrt(self.d_model), impl=self.impl, chunk_size=self.chunk_size, **solve_kwargs,
+        )
+        return s.squeeze(2), k_b
 
     def _forward_plain(self, a: torch.Tensor) -> torch.Tensor:
         """The training path: one causal sequence per row, positions 0..T-1."""
         positions = torch.arange(a.shape[1], device=a.device)
         f = self.attend(*self.forward_qkv(a, positions))
-        if not self.feedback:
-            return f
-        q_b, k_b, gamma = self.feedback_inputs(a)
-        s = feedback_solve(
-            q_b, k_b, f.unsqueeze(2), gamma,
-            scale=1.0 / math.sqrt(self.d_model), impl=self.impl, chunk_size=self.chunk_size,
-        )
-        return s.squeeze(2)
+        return self._solve(a, f)[0] if self.feedback else f
 
     def _forward_packed(self, a, cu_seqlens, cache, use_cache, attention_mask) -> torch.Tensor:
         """N sequences packed along T (B = 1): per-segment causal attention, RoPE restarting per segment."""
@@ -185,14 +182,7 @@ class SessaMixer(nn.Module):
         segments = [(i, j) for i, j in zip(bounds[:-1], bounds[1:], strict=True) if j > i]
         parts = [self.attend(q[:, i:j], k[:, i:j], v[:, i:j]) for i, j in segments]
         f = torch.cat(parts, dim=1) if parts else a.new_zeros(a.shape)
-        if not self.feedback:
-            return f
-        q_b, k_b, gamma = self.feedback_inputs(a)
-        s = feedback_solve(
-            q_b, k_b, f.unsqueeze(2), gamma,
-            scale=1.0 / math.sqrt(self.d_model), impl=self.impl, chunk_size=self.chunk_size, cu_seqlens=cu,
-        )
-        return s.squeeze(2)
+        return self._solve(a, f, cu_seqlens=cu)[0] if self.feedback else f
 
     def init_cache(self, batch_size: int, *, dtype: torch.dtype, device: torch.device | str | None = None):
         """An empty per-layer cache for this mixer (the LM asks every mixer for its own cache type)."""

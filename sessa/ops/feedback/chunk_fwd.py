@@ -62,11 +62,16 @@ def block_logits(
     return logits
 
 
-def softmax_lse(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row softmax and its log-normaliser; lse = max logit - log(max prob) avoids a separate logsumexp pass."""
-    probs = torch.softmax(logits, dim=-1)
-    lse = logits.amax(dim=-1, keepdim=True) - probs.amax(dim=-1, keepdim=True).log()
-    return probs, lse
+def exp_lse(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(u, l, lse): u = exp(logits - rowmax) in place, l = sum u, lse = rowmax + log l.
+
+    Callers divide the small products (u @ values, the C x C block) by l instead of normalising the whole
+    c x tile matrix: two fewer passes over the largest tensor of the forward.
+    """
+    m = logits.amax(dim=-1, keepdim=True)
+    u = logits.sub_(m).exp_()
+    l = u.sum(dim=-1, keepdim=True)
+    return u, l, m + l.log()
 
 
 def chunk_forward(
@@ -102,13 +107,13 @@ def chunk_forward(
         q_blk = q[:, :, r0:r1]
         a_in = p = lse = lse_blk = None
         for j0, j1 in key_tiles(p1, tile):  # the first tile holds the block itself
-            probs, lse_t = softmax_lse(block_logits(q_blk, keys, j0, j1, p0, key_bias, cbias))
+            u, l, lse_t = exp_lse(block_logits(q_blk, keys, j0, j1, p0, key_bias, cbias))
             if j1 > p0:  # block tile: split off the in-block weights, PV over the earlier keys only
-                a_in, lse, lse_blk = probs[..., p0 - j0 :], lse_t, lse_t
-                p = probs[..., : p0 - j0] @ values[:, :, j0:p0] if p0 > j0 else None
+                a_in, lse, lse_blk = u[..., p0 - j0 :] / l, lse_t, lse_t
+                p = (u[..., : p0 - j0] @ values[:, :, j0:p0]).div_(l) if p0 > j0 else None
                 continue
             # exact online merge of per-tile softmaxes (FlashAttention): rescale by exp(lse_i - lse)
-            pv = probs @ values[:, :, j0:j1]
+            pv = (u @ values[:, :, j0:j1]).div_(l)
             new = torch.logaddexp(lse, lse_t)
             pv *= torch.exp(lse_t - new)
             p = pv if p is None else pv.add_(p * torch.exp(lse - new))
