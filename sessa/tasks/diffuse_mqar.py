@@ -23,38 +23,14 @@ Token ids: 0 <pad>, 1 <bos>, 2 <sep>, then key tokens k0.., then value tokens v0
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import torch
-
-from sessa.tasks.base import (
-    IGNORE_INDEX,
-    SyntheticTask,
-    check_int,
-    check_split,
-    example_rng,
-)
+from sessa.tasks.base import check_int, check_split, example_rng
+from sessa.tasks.recall import RecallExample, RecallTask
 
 PAD, BOS, SEP = 0, 1, 2
 N_SPECIALS = 3
 
 
-@dataclass
-class RecallExample:
-    """A generated recall example: ids, the scored positions, and per-query lags (for accuracy vs lag)."""
-
-    ids: list[int]
-    answer_positions: list[int]  # indices into ids of the scored (value) tokens
-    lags: list[int]  # one per query: query key position - source key position
-
-    def labels(self) -> list[int]:
-        lab = [IGNORE_INDEX] * len(self.ids)
-        for p in self.answer_positions:
-            lab[p] = self.ids[p]
-        return lab
-
-
-class DiffuseMQAR(SyntheticTask):
+class DiffuseMQAR(RecallTask):
     """Seeded Diffuse MQAR generator (see module docstring for the layout and the lag rule)."""
 
     name = "diffuse_mqar"
@@ -99,8 +75,6 @@ class DiffuseMQAR(SyntheticTask):
                         "value_len": value_len, "key_vocab": key_vocab, "value_vocab": value_vocab,
                         "min_lag": min_lag, "max_lag": max_lag, "test_lag_factor": test_lag_factor, "seed": seed}
 
-    def split_size(self, split: str) -> int:
-        return self.sizes[check_split(split)]
 
     def max_seq_len(self, split: str) -> int:
         """Longest possible example of `split` (ids)."""
@@ -147,10 +121,6 @@ class DiffuseMQAR(SyntheticTask):
             ids += values[p]
         return RecallExample(ids, answers, [b + n for b in bases])
 
-    def example(self, split: str, index: int) -> dict[str, torch.Tensor]:
-        ex = self.generate(split, index)
-        return {"input_ids": torch.tensor(ex.ids, dtype=torch.long),
-                "labels": torch.tensor(ex.labels(), dtype=torch.long)}
 
     def token_name(self, i: int) -> str:
         """Printable name of token id i: specials, k<j> for key tokens, v<j> for value tokens."""
@@ -160,9 +130,3 @@ class DiffuseMQAR(SyntheticTask):
             return f"k{i - N_SPECIALS}"
         return f"v{i - N_SPECIALS - self.key_vocab}"
 
-    def text_example(self, split: str, index: int) -> tuple[str, str]:
-        """Text = token names with each scored value written '?'; Answer = the scored values in order."""
-        ex = self.generate(split, index)
-        ans = set(ex.answer_positions)
-        text = " ".join("?" if i in ans else self.token_name(t) for i, t in enumerate(ex.ids))
-        return text, " ".join(self.token_name(ex.ids[p]) for p in ex.answer_positions)

@@ -11,16 +11,14 @@ Defaults: seq_len 128, 8 pairs, all 8 queried, 64 key and 64 value tokens.
 
 from __future__ import annotations
 
-import torch
-
-from sessa.tasks.base import SyntheticTask, check_int, check_split, example_rng
-from sessa.tasks.diffuse_mqar import RecallExample
+from sessa.tasks.base import check_int, check_split, example_rng
+from sessa.tasks.recall import RecallExample, RecallTask
 
 PAD, BOS, FILLER = 0, 1, 2
 N_SPECIALS = 3
 
 
-class MQAR(SyntheticTask):
+class MQAR(RecallTask):
     """Zoology-style MQAR with uniformly placed queries."""
 
     name = "mqar"
@@ -46,8 +44,6 @@ class MQAR(SyntheticTask):
                         "num_pairs": num_pairs, "num_queries": num_queries, "key_vocab": key_vocab,
                         "value_vocab": value_vocab, "seed": seed}
 
-    def split_size(self, split: str) -> int:
-        return self.sizes[check_split(split)]
 
     def generate(self, split: str, index: int) -> RecallExample:
         """Example `index` of `split`, from its own seed."""
@@ -72,10 +68,6 @@ class MQAR(SyntheticTask):
             lags.append(len(ids) + s - (1 + 2 * p))
         return RecallExample(ids + tail, answers, lags)
 
-    def example(self, split: str, index: int) -> dict[str, torch.Tensor]:
-        ex = self.generate(split, index)
-        return {"input_ids": torch.tensor(ex.ids, dtype=torch.long),
-                "labels": torch.tensor(ex.labels(), dtype=torch.long)}
 
     def token_name(self, i: int) -> str:
         """Printable name of token id i."""
@@ -85,9 +77,3 @@ class MQAR(SyntheticTask):
             return f"k{i - N_SPECIALS}"
         return f"v{i - N_SPECIALS - self.key_vocab}"
 
-    def text_example(self, split: str, index: int) -> tuple[str, str]:
-        """Text = token names with each scored value written '?'; Answer = the scored values in order."""
-        ex = self.generate(split, index)
-        ans = set(ex.answer_positions)
-        text = " ".join("?" if i in ans else self.token_name(t) for i, t in enumerate(ex.ids))
-        return text, " ".join(self.token_name(ex.ids[p]) for p in ex.answer_positions)

@@ -12,17 +12,15 @@ Defaults: distance 128, 5 digits, prefix up to 16, 16 filler symbols.
 
 from __future__ import annotations
 
-import torch
-
-from sessa.tasks.base import SyntheticTask, check_int, check_split, example_rng
-from sessa.tasks.diffuse_mqar import RecallExample
+from sessa.tasks.base import check_int, check_split, example_rng
+from sessa.tasks.recall import RecallExample, RecallTask
 
 PAD, BOS, KEY, QUERY = 0, 1, 2, 3
 DIGIT0 = 4
 FILLER0 = DIGIT0 + 10
 
 
-class Passkey(SyntheticTask):
+class Passkey(RecallTask):
     """Needle retrieval with the query `distance` filler tokens after the needle."""
 
     name = "passkey"
@@ -51,8 +49,6 @@ class Passkey(SyntheticTask):
                         "passkey_len": passkey_len, "max_prefix": max_prefix, "filler_vocab": filler_vocab,
                         "seed": seed}
 
-    def split_size(self, split: str) -> int:
-        return self.sizes[check_split(split)]
 
     def generate(self, split: str, index: int) -> RecallExample:
         """Example `index` of `split`; its lag (query marker - needle marker) is distance + K + 1."""
@@ -72,10 +68,6 @@ class Passkey(SyntheticTask):
         ids += digits
         return RecallExample(ids, answers, [answers[0] - 1 - key_pos])
 
-    def example(self, split: str, index: int) -> dict[str, torch.Tensor]:
-        ex = self.generate(split, index)
-        return {"input_ids": torch.tensor(ex.ids, dtype=torch.long),
-                "labels": torch.tensor(ex.labels(), dtype=torch.long)}
 
     def token_name(self, i: int) -> str:
         """Printable name of token id i."""
@@ -85,9 +77,3 @@ class Passkey(SyntheticTask):
             return str(i - DIGIT0)
         return f"f{i - FILLER0}"
 
-    def text_example(self, split: str, index: int) -> tuple[str, str]:
-        """Text = token names with the scored digits written '?'; Answer = the passkey digits."""
-        ex = self.generate(split, index)
-        ans = set(ex.answer_positions)
-        text = " ".join("?" if i in ans else self.token_name(t) for i, t in enumerate(ex.ids))
-        return text, " ".join(self.token_name(ex.ids[p]) for p in ex.answer_positions)
