@@ -66,10 +66,19 @@ def write_task_files(task: SyntheticTask, out_dir: str, *, splits: tuple[str, ..
 
 
 def read_tsv(path: str) -> list[tuple[str, str]]:
-    """Rows (Text, Answer) of a TSV written by write_split_tsv."""
-    with open(path, encoding="utf-8", newline="") as f:
-        r = csv.reader(f, delimiter="\t")
-        header = next(r, None)
-        if header is None or tuple(header) != HEADER:
-            raise ValueError(f"{path} must start with the header {list(HEADER)}, got {header!r}")
-        return [(row[0], row[1]) for row in r]
+    """Rows (Text, Answer) of a TSV written by write_split_tsv; a malformed file raises ValueError naming it."""
+    rows: list[tuple[str, str]] = []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            r = csv.reader(f, delimiter="\t", strict=True)
+            header = next(r, None)
+            if header is None or tuple(header) != HEADER:
+                raise ValueError(f"{path} must start with the header {list(HEADER)}, got {header!r}")
+            for row in r:
+                if len(row) != len(HEADER):
+                    raise ValueError(f"{path}, record {r.line_num}: expected {len(HEADER)} tab-separated fields "
+                                     f"(Text, Answer), got {len(row)} — the file is truncated or corrupt")
+                rows.append((row[0], row[1]))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{path} is not a valid UTF-8 TSV file: {e}") from None
+    return rows

@@ -1,6 +1,7 @@
 """`sessa data`: writes the authors' TSV layout atomically and reports bad options as one-line errors."""
-
 import json
+
+import pytest
 
 from sessa.cli import main
 from sessa.tasks import build_task
@@ -43,3 +44,20 @@ def test_data_bad_option_is_a_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "x" / "train.tsv").exists()
     rc = main(["data", "mqar", "--out", str(tmp_path / "y"), "--min-len", "50", "--no-progress"])
     assert rc == 2 and "unknown option" in capsys.readouterr().err
+
+
+def test_corrupt_or_truncated_tsv_names_the_file(tmp_path):
+    good = tmp_path / "good.tsv"
+    good.write_text('Text\tAnswer\n"a b\nc"\tL0_R1\n', encoding="utf-8")
+    assert read_tsv(str(good)) == [("a b\nc", "L0_R1")]
+    cases = {
+        "header.tsv": b"Txt\tAnswer\nx\ty\n",
+        "truncated.tsv": b'Text\tAnswer\nx\ty\n"a b c',
+        "fields.tsv": b"Text\tAnswer\nx\ty\tz\n",
+        "binary.tsv": b"Text\tAnswer\n\xff\xfe\x00\tq\n",
+    }
+    for name, data in cases.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        with pytest.raises(ValueError, match=name):
+            read_tsv(str(p))
