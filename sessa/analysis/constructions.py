@@ -25,6 +25,7 @@ from sessa.analysis.influence import (
     mixer_feedback_influence,
     ssm_impulse_response,
 )
+from sessa.layers.attention import AttentionMixer
 from sessa.layers.checks import check_gamma_max
 from sessa.layers.sessa import SessaMixer
 from sessa.ops.utils import check_positive_int
@@ -88,13 +89,7 @@ def uniform_routing_influence(
 def uniform_attention_mixer(d_model: int = 4, *, dtype=torch.float64) -> nn.Module:
     """The Transformer baseline's attention mixer with q = 0: alpha_fwd[t, j] = 1/(t+1) for j <= t."""
     check_positive_int("d_model", d_model)
-    try:
-        from sessa.layers.attention import AttentionMixer
-
-        mixer: nn.Module = AttentionMixer(d_model, 1, rope=False)
-    except ImportError:  # same maths: Sessa's forward branch with the feedback switched off
-        mixer = SessaMixer(d_model, 1, rope=False, feedback=False)
-    mixer = mixer.to(dtype)
+    mixer = AttentionMixer(d_model, 1, rope=False).to(dtype)
     with torch.no_grad():
         mixer.q_proj.weight.zero_()
         mixer.q_proj.bias.zero_()

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sessa.layers.rope import apply_rope
 from sessa.ops import DEFAULT_CHUNK_SIZE, feedback_solve
 from sessa.ops.utils import check_tensor
 
@@ -104,17 +103,10 @@ def mixer_feedback_influence(
 
 def attention_qk(mixer: nn.Module, a_bar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward-branch q [B, T, H, d] and k [B, T, Hkv, d] (RoPE applied) of a SessaMixer or AttentionMixer."""
-    for attr in ("q_proj", "k_proj", "n_heads", "n_kv_heads", "head_dim", "rope"):
-        if not hasattr(mixer, attr):
-            raise TypeError(f"mixer must be an attention-style mixer with {attr!r}, got {type(mixer).__name__}")
+    if not hasattr(mixer, "forward_qkv"):
+        raise TypeError(f"mixer must be an attention-style mixer with 'forward_qkv', got {type(mixer).__name__}")
     check_tensor("a_bar", a_bar, ndim=3, floating=True)
-    B, T, _ = a_bar.shape
-    q = mixer.q_proj(a_bar).view(B, T, mixer.n_heads, mixer.head_dim)
-    k = mixer.k_proj(a_bar).view(B, T, mixer.n_kv_heads, mixer.head_dim)
-    if mixer.rope:
-        pos = torch.arange(T, device=a_bar.device)
-        theta = getattr(mixer, "rope_theta", 10000.0)
-        q, k = apply_rope(q, pos, theta), apply_rope(k, pos, theta)
+    q, k, _ = mixer.forward_qkv(a_bar, torch.arange(a_bar.shape[1], device=a_bar.device))
     return q, k
 
 

@@ -43,27 +43,37 @@ class AttentionMixer(nn.Module):
         # one head needs no output projection: the block's W_out follows (same convention as SessaMixer)
         self.o_proj = nn.Linear(d_model, d_model, bias=False) if n_heads > 1 else None
 
+    def forward_qkv(self, a: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q [B, T, H, d], k, v [B, T, Hkv, d], with RoPE applied to q and k at the given positions."""
+        B, T, _ = a.shape
+        q = self.q_proj(a).view(B, T, self.n_heads, self.head_dim)
+        k = self.k_proj(a).view(B, T, self.n_kv_heads, self.head_dim)
+        v = self.v_proj(a).view(B, T, self.n_kv_heads, self.head_dim)
+        if self.rope:
+            q, k = apply_rope(q, positions, self.rope_theta), apply_rope(k, positions, self.rope_theta)
+        return q, k, v
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+        causal: bool = True,
+    ) -> torch.Tensor:
+        """f = W_o softmax(q k^T / sqrt(d)) v over [B, T, H, d] tensors (causal: no mask and causal)."""
+        f = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+            attn_mask=mask, is_causal=mask is None and causal, enable_gqa=self.n_kv_heads != self.n_heads,
+        )
+        f = f.transpose(1, 2).reshape(q.shape[0], q.shape[1], self.d_model)
+        return self.o_proj(f) if self.o_proj is not None else f
+
     def forward(self, a: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """a_bar [B, T, D] -> s [B, T, D]; attention_mask [B, T] (1 = real token) hides padded keys."""
         check_tensor("a", a, ndim=3, floating=True)
         if a.shape[-1] != self.d_model:
             raise ValueError(f"a must have width d_model = {self.d_model}, got {a.shape[-1]}")
         B, T, _ = a.shape
-        q = self.q_proj(a).view(B, T, self.n_heads, self.head_dim)
-        k = self.k_proj(a).view(B, T, self.n_kv_heads, self.head_dim)
-        v = self.v_proj(a).view(B, T, self.n_kv_heads, self.head_dim)
-        if self.rope:
-            pos = torch.arange(T, device=a.device)
-            q, k = apply_rope(q, pos, self.rope_theta), apply_rope(k, pos, self.rope_theta)
-        mask = None
-        if attention_mask is not None:
-            mask = self._mask(attention_mask, B, T, a.device)
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-            attn_mask=mask, is_causal=mask is None, enable_gqa=self.n_kv_heads != self.n_heads,
-        )
-        out = out.transpose(1, 2).reshape(B, T, self.d_model)
-        return self.o_proj(out) if self.o_proj is not None else out
+        q, k, v = self.forward_qkv(a, torch.arange(T, device=a.device))
+        mask = None if attention_mask is None else self._mask(attention_mask, B, T, a.device)
+        return self.attend(q, k, v, mask)
 
     @staticmethod
     def _mask(attention_mask: torch.Tensor, B: int, T: int, device: torch.device) -> torch.Tensor:

@@ -11,19 +11,18 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from sessa.layers.attention import AttentionMixer
 from sessa.layers.block import GatedBlock
 from sessa.layers.cache import SessaLayerCache
-from sessa.layers.checks import check_gamma_max, check_heads, check_positive_float
-from sessa.layers.rope import apply_rope
+from sessa.layers.checks import check_gamma_max, check_positive_float
 from sessa.ops import DEFAULT_CHUNK_SIZE, feedback_solve
 from sessa.ops.utils import check_cu_seqlens, check_tensor
 
 
-class SessaMixer(nn.Module):
-    """s_t = f_t + gamma_t * sum_{j<t} alpha_fb[t, j] s_j, with f = causal MHA(a_bar)."""
+class SessaMixer(AttentionMixer):
+    """s_t = f_t + gamma_t * sum_{j<t} alpha_fb[t, j] s_j, with f = causal MHA(a_bar) (the AttentionMixer)."""
 
     def __init__(
         self,
@@ -38,51 +37,17 @@ class SessaMixer(nn.Module):
         impl: str = "auto",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
-        super().__init__()
-        n_heads, n_kv_heads, head_dim = check_heads(d_model, n_heads, n_kv_heads, rope)
-        self.d_model, self.n_heads, self.n_kv_heads, self.head_dim = d_model, n_heads, n_kv_heads, head_dim
+        # forward branch: q, k, v, o projections, RoPE and SDPA come from AttentionMixer
+        super().__init__(d_model, n_heads, n_kv_heads, rope, rope_theta=rope_theta)
         self.gamma_max = check_gamma_max(gamma_max)
-        self.rope = rope
-        self.rope_theta = check_positive_float("rope_theta", rope_theta)
         if not isinstance(feedback, bool):
             raise TypeError(f"feedback must be a bool, got {feedback!r}")
         self.feedback = feedback
         self.impl, self.chunk_size = impl, chunk_size
-        # forward branch
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, n_kv_heads * head_dim)
-        self.v_proj = nn.Linear(d_model, n_kv_heads * head_dim)
-        self.o_proj = nn.Linear(d_model, d_model, bias=False) if n_heads > 1 else None
         # feedback branch: one head of full width D, no RoPE; rows [0, D) give q_b, [D, 2D) give k_b
         self.fb_proj = nn.Linear(d_model, 2 * d_model)
         self.gamma_bias = nn.Parameter(torch.tensor(1.0))
         self.gamma_proj = nn.Linear(d_model, 1, bias=False)
-
-    def forward_qkv(self, a: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """q [B, T, H, d], k, v [B, T, Hkv, d], with RoPE applied to q and k at the given positions."""
-        B, T, _ = a.shape
-        q = self.q_proj(a).view(B, T, self.n_heads, self.head_dim)
-        k = self.k_proj(a).view(B, T, self.n_kv_heads, self.head_dim)
-        v = self.v_proj(a).view(B, T, self.n_kv_heads, self.head_dim)
-        if self.rope:
-            q, k = apply_rope(q, positions, self.rope_theta), apply_rope(k, positions, self.rope_theta)
-        return q, k, v
-
-    def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
-        causal: bool = True,
-    ):
-        """f = W_o softmax(q k^T / sqrt(d)) v over [B, T, H, d] tensors (causal: no mask and causal)."""
-        f = F.scaled_dot_product_attention(
-            q.transpose(1, 2),
-            k.transpose(1, 2),
-            v.transpose(1, 2),
-            attn_mask=mask,
-            is_causal=mask is None and causal,
-            enable_gqa=self.n_kv_heads != self.n_heads,
-        )
-        f = f.transpose(1, 2).reshape(q.shape[0], q.shape[1], self.d_model)
-        return self.o_proj(f) if self.o_proj is not None else f
 
     def feedback_inputs(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q_b, k_b [B, T, 1, D] and gamma [B, T, 1], |gamma| <= gamma_max."""
