@@ -46,19 +46,8 @@ def _parse_seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
-def _parse_task_options(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--task-option expects KEY=VALUE, got {item!r}")
-        key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
+    from sessa.commands.common import parse_key_values
     from sessa.compare.harness import run_bench
     from sessa.compare.report import format_table, write_outputs
 
@@ -82,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--tolerance must lie in (0, 1), got {args.tolerance}")
     results = run_bench(
         args.task, args.preset, models=models, seeds=_parse_seeds(args.seeds), steps=args.steps,
-        task_options=_parse_task_options(args.task_option), tolerance=args.tolerance,
+        task_options=parse_key_values(args.task_option, "--task-option"), tolerance=args.tolerance,
         threads=args.threads, jobs=jobs,
     )
     paths = write_outputs(results, args.out)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 GENERATED = ("symbolsoup", "diffuse_mqar", "mqar", "passkey")
 # flag -> option name; a flag left unset keeps the task's default (see docs/tasks.md)
@@ -31,30 +30,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name, (typ, help_) in FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other task option, VALUE parsed as JSON when possible (e.g. distance=[64,256])")
+                   help="any other task option, VALUE read as YAML/JSON (e.g. distance=[64,256])")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def _parse_set(items: list[str]) -> dict[str, object]:
-    """KEY=VALUE pairs -> options; VALUE is JSON when it parses, else a string."""
-    out: dict[str, object] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
+    from sessa.commands.common import parse_key_values
     from sessa.tasks import build_task
     from sessa.tasks.tsv import write_task_files
 
     options = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
-    options.update(_parse_set(args.set))
+    options.update(parse_key_values(args.set, "--set"))
     task = build_task(args.task, **options)
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     if not splits:

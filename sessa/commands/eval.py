@@ -11,7 +11,9 @@ from typing import Any
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="a checkpoint folder, or a run's out_dir (its latest checkpoint is used)")
-    p.add_argument("--task", default=None, help="task name (default: the one the checkpoint was trained on)")
+    p.add_argument("--task", default=None,
+                   help="task name or package.module:factory (default: the built-in task the checkpoint was "
+                        "trained on; a checkpoint cannot make this command import code)")
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a task option (repeatable), e.g. --task-option seq_len=4096")
     p.add_argument("--split", default="validation", help="train, validation or test (default validation)")
@@ -24,16 +26,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _task_spec(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, Any]]:
     from sessa.train.checkpoint import CONFIG_FILE, read_json
-    from sessa.train.config import parse_override
+    from sessa.commands.common import parse_key_values
+
+    from sessa.tasks import check_task_name
 
     saved = read_json(os.path.join(folder, CONFIG_FILE)).get("train") or {}
-    name = args.task or saved.get("task")
-    if not name:
+    if not isinstance(saved, dict):
+        raise ValueError(f"{os.path.join(folder, CONFIG_FILE)}: 'train' must be a mapping")
+    if args.task is not None:  # typed by the user: may name their own factory
+        name = check_task_name(args.task, allow_import=True, source="--task")
+    elif saved.get("task") is not None:  # from a file: built-in tasks only
+        name = check_task_name(saved["task"], allow_import=False,
+                               source=f"the task recorded in {os.path.join(folder, CONFIG_FILE)}")
+    else:
         raise ValueError(f"{folder} does not record its task (exported with save_model): pass --task NAME")
     options = dict(saved.get("task_options") or {}) if name == saved.get("task") else {}
-    for item in args.task_option:
-        k, v = parse_override(item)
-        options[k] = v
+    options.update(parse_key_values(args.task_option, "--task-option"))
     return name, options
 
 
@@ -43,11 +51,11 @@ def run(args: argparse.Namespace) -> int:
     from sessa.train.checkpoint import load_checkpoint, resolve_checkpoint
     from sessa.train.distributed import DistInfo
     from sessa.train.evaluate import evaluate
-    from sessa.train.loop import build_task_from_name
+    from sessa.tasks import build_task
 
     folder = resolve_checkpoint(args.checkpoint)
     name, options = _task_spec(args, folder)
-    task = build_task_from_name(name, options)
+    task = build_task(name, allow_import=args.task is not None, **options)
     model = load_checkpoint(folder, device=args.device)
     if task.vocab_size > model.config.vocab_size:
         raise ValueError(f"task {name!r} has vocab_size {task.vocab_size} > the model's {model.config.vocab_size}")

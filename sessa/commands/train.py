@@ -24,6 +24,9 @@ LAUNCHER_FLAGS = ("--launcher", "--nproc-per-node", "--nnodes", "--node-rank", "
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML training config (see configs/); flags below override it")
+    p.add_argument("--allow-task-import", action="store_true",
+                   help="let the --config file name its own task as 'package.module:factory' (runs that code); "
+                        "--task on the command line may always name one")
     for dest, (_, typ) in _FLAGS.items():
         p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=typ, default=None)
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
@@ -35,9 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fsdp", action="store_true", default=None, help="under torchrun: FSDP2 instead of DDP")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.add_argument("--json", action="store_true", help="print the result dict as JSON at the end")
-    g = p.add_argument_group("launching several processes (issue 6; docs/training.md)")
+    g = p.add_argument_group("launching several processes (docs/training.md)")
     g.add_argument("--launcher", choices=("none", "torchrun"), default="none",
-                   help="torchrun: re-run this command as `torchrun ... -m sessa.train ...`")
+                   help="torchrun: re-run this command as `torchrun ... -m sessa train ...`")
     g.add_argument("--nproc-per-node", type=int, default=None)
     g.add_argument("--nnodes", default=None, help="e.g. 2 or 1:4 (elastic)")
     g.add_argument("--node-rank", type=int, default=None)
@@ -50,9 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> Any:
     """YAML (if any) + flags + --task-option + --set, validated as a TrainConfig."""
-    from sessa.train.config import TrainConfig, apply_overrides, load_yaml, parse_override
+    from sessa.commands.common import parse_key_values
+    from sessa.train.config import TrainConfig, apply_overrides, load_yaml
 
-    base: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    trusted = bool(getattr(args, "allow_task_import", False))
+    base: dict[str, Any] = load_yaml(args.config, allow_task_import=trusted) if args.config else {}
     over: dict[str, Any] = {}
     for dest, (key, _) in _FLAGS.items():
         if getattr(args, dest) is not None:
@@ -62,12 +67,8 @@ def build_config(args: argparse.Namespace) -> Any:
             over[name] = getattr(args, name)
     if args.resume is not None:
         over["resume"] = True if args.resume == "auto" else args.resume
-    for item in args.task_option:
-        k, v = parse_override(item)
-        over["task_options." + k] = v
-    for item in args.set:
-        k, v = parse_override(item)
-        over[k] = v
+    over.update(parse_key_values(args.task_option, "--task-option", prefix="task_options."))
+    over.update(parse_key_values(args.set, "--set"))
     return TrainConfig.from_dict(apply_overrides(base, over))
 
 
@@ -87,7 +88,7 @@ def strip_launcher(argv: list[str]) -> list[str]:
 
 
 def torchrun_command(args: argparse.Namespace, train_argv: list[str]) -> list[str]:
-    """[python, -m, torch.distributed.run, <rendezvous flags>, -m, sessa.train, <train flags>]."""
+    """[python, -m, torch.distributed.run, <rendezvous flags>, -m, sessa, train, <train flags>]."""
     cmd = [sys.executable, "-m", "torch.distributed.run"]
     for flag in LAUNCHER_FLAGS[1:]:
         v = getattr(args, flag[2:].replace("-", "_"))
@@ -95,7 +96,7 @@ def torchrun_command(args: argparse.Namespace, train_argv: list[str]) -> list[st
             cmd += [flag, str(v)]
     if args.nproc_per_node is None:
         cmd += ["--nproc-per-node", "1"]
-    return cmd + ["-m", "sessa.train", *strip_launcher(train_argv)]
+    return cmd + ["-m", "sessa", "train", *strip_launcher(train_argv)]
 
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:

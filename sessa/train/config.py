@@ -163,13 +163,21 @@ class TrainConfig:
         return cls(**d)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
-        """Read a YAML file, apply `overrides` (dotted keys such as 'model.d_model'), then validate."""
-        return cls.from_dict(apply_overrides(load_yaml(path), overrides or {}))
+    def from_yaml(cls, path: str | os.PathLike, overrides: dict[str, Any] | None = None, *,
+                  allow_task_import: bool = False) -> TrainConfig:
+        """Read a YAML file, apply `overrides` (dotted keys such as 'model.d_model'), then validate.
+
+        A file may name only built-in tasks unless `allow_task_import=True` says it is trusted to name code
+        ("package.module:factory"); `overrides` come from the caller and may name a factory.
+        """
+        return cls.from_dict(apply_overrides(load_yaml(path, allow_task_import=allow_task_import), overrides or {}))
 
 
-def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse a YAML training config into a dict; errors name the file."""
+def load_yaml(path: str | os.PathLike, *, allow_task_import: bool = False) -> dict[str, Any]:
+    """Parse a YAML training config into a dict; errors name the file.
+
+    Its `task` must be a built-in task unless `allow_task_import` (the file is trusted to name Python code).
+    """
     import yaml
 
     path = os.fspath(path)
@@ -184,6 +192,10 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a training config must be a mapping of keys, got {type(data).__name__}")
+    if "task" in data:
+        from sessa.tasks import check_task_name
+
+        check_task_name(data["task"], allow_import=allow_task_import, source=f"{path}: task")
     return data
 
 
@@ -205,20 +217,3 @@ def apply_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
             node = child
         node[parts[-1]] = value
     return out
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """'model.d_model=64' -> ('model.d_model', 64); the value is parsed as YAML (numbers, bools, lists)."""
-    import yaml
-
-    if "=" not in text:
-        raise ValueError(f"--set expects KEY=VALUE (e.g. model.d_model=64), got {text!r}")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ValueError(f"--set expects KEY=VALUE, got an empty key in {text!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key, _yaml_float(value) if isinstance(value, str) and key.split(".")[-1] != "task" else value

@@ -9,7 +9,6 @@ AdamW, the warmup+cosine lr, eval/checkpoint/log on schedule.
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import time
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 
 from sessa.models import SessaLM
 from sessa.models.lm import IGNORE_INDEX
+from sessa.tasks import build_task, check_task_object
 from sessa.train import distributed as D
 from sessa.train.checkpoint import CheckpointError, read_training_checkpoint, resolve_checkpoint
 from sessa.train.config import TrainConfig
@@ -39,24 +39,8 @@ class NonFiniteLossError(FloatingPointError):
     """The loss or gradient norm became NaN/Inf; training stopped before the update (nothing poisoned)."""
 
 
-def build_task_from_name(name: str, options: dict[str, Any]) -> Any:
-    """'symbolsoup' etc. via sessa.tasks.build_task; 'package.module:factory' for a user task."""
-    if ":" in name:
-        mod, attr = name.split(":", 1)
-        try:
-            factory = getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"task {name!r}: cannot import factory {attr!r} from module {mod!r} ({e})") from None
-        return factory(**options)
-    from sessa.tasks import build_task
-
-    return build_task(name, **options)
-
-
 def _check_task(task: Any, cfg: TrainConfig) -> None:
-    for attr in ("vocab_size", "dataset", "collate", "metric_names"):
-        if not hasattr(task, attr):
-            raise TypeError(f"task object {task!r} lacks {attr!r} (see docs/CONTRACTS.md, Tasks)")
+    check_task_object(task, "task")
     if task.vocab_size > cfg.model.vocab_size:
         raise ValueError(f"model.vocab_size ({cfg.model.vocab_size}) must be >= the task's vocab_size "
                          f"({task.vocab_size}); set model.vocab_size: {task.vocab_size}")
@@ -117,7 +101,9 @@ def train(cfg: TrainConfig, *, task: Any = None, return_model: bool = False) -> 
 def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) -> dict[str, Any]:
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
-    task = task if task is not None else build_task_from_name(cfg.task, cfg.task_options)
+    # cfg was built by the caller (Python code or the command line), so a "module:factory" task is trusted
+    # here; file sources (YAML, a checkpoint's config.json) are screened where they are read.
+    task = task if task is not None else build_task(cfg.task, allow_import=True, **cfg.task_options)
     _check_task(task, cfg)
     train_set = task.dataset("train")
     plan = GlobalBatches(len(train_set), cfg.batch_size, cfg.seed)

@@ -6,7 +6,8 @@ import pytest
 import yaml
 from train_helpers import TASK, tiny_config
 
-from sessa.train.config import TrainConfig, apply_overrides, parse_override
+from sessa.commands.common import parse_key_value as parse_override
+from sessa.train.config import TrainConfig, apply_overrides
 from sessa.train.data import GlobalBatches, accumulation
 from sessa.train.optim import lr_factor
 
@@ -54,9 +55,9 @@ def test_yaml_round_trip_and_overrides(tmp_path):
     cfg = tiny_config(out_dir=str(tmp_path))
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg.to_dict()))
-    back = TrainConfig.from_yaml(path)
+    back = TrainConfig.from_yaml(path, allow_task_import=True)
     assert back.to_dict() == cfg.to_dict()
-    over = TrainConfig.from_yaml(path, {"model.d_model": 64, "lr": "1e-3", "task": TASK})
+    over = TrainConfig.from_yaml(path, {"model.d_model": 64, "lr": "1e-3", "task": TASK}, allow_task_import=True)
     assert over.model.d_model == 64 and over.lr == 1e-3 and over.model.n_layers == cfg.model.n_layers
     assert parse_override("model.gamma_max=0.99") == ("model.gamma_max", 0.99)
     assert parse_override("lr=3e-4") == ("lr", 3e-4)  # PyYAML alone would read a str

@@ -1,0 +1,40 @@
+"""Argument parsing shared by the sub-commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def parse_key_value(text: str, flag: str = "--set") -> tuple[str, Any]:
+    """'model.d_model=64' -> ('model.d_model', 64).
+
+    The value is read as YAML (numbers, bools, lists, JSON); a number written without a dot such as 3e-4,
+    which YAML leaves a string, becomes a float. An empty value is None.
+    """
+    import yaml
+
+    if not isinstance(text, str) or "=" not in text:
+        raise ValueError(f"{flag} expects KEY=VALUE (e.g. {flag} seed=1), got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"{flag} expects KEY=VALUE, got an empty key in {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and key.split(".")[-1] != "task":
+        try:
+            return key, float(value)
+        except ValueError:
+            return key, value
+    return key, value
+
+
+def parse_key_values(items: list[str], flag: str = "--set", prefix: str = "") -> dict[str, Any]:
+    """Several KEY=VALUE items -> {prefix + KEY: VALUE}; a later item wins."""
+    out: dict[str, Any] = {}
+    for item in items:
+        k, v = parse_key_value(item, flag)
+        out[prefix + k] = v
+    return out
