@@ -25,10 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _task_spec(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, Any]]:
-    from sessa.train.checkpoint import CONFIG_FILE, read_json
     from sessa.commands.common import parse_key_values
-
     from sessa.tasks import check_task_name
+    from sessa.train.checkpoint import CONFIG_FILE, read_json
 
     saved = read_json(os.path.join(folder, CONFIG_FILE)).get("train") or {}
     if not isinstance(saved, dict):
@@ -48,10 +47,10 @@ def _task_spec(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, An
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from sessa.tasks import build_task
     from sessa.train.checkpoint import load_checkpoint, resolve_checkpoint
     from sessa.train.distributed import DistInfo
     from sessa.train.evaluate import evaluate
-    from sessa.tasks import build_task
 
     folder = resolve_checkpoint(args.checkpoint)
     name, options = _task_spec(args, folder)

@@ -18,8 +18,9 @@ def yaml_cfg(tmp_path):
 
 
 def test_flags_override_yaml(yaml_cfg):
-    args = build_parser().parse_args(["train", "--config", str(yaml_cfg), "--allow-task-import", "--steps", "5", "--d-model", "64",
-                                      "--set", "model.gamma_max=0.99", "--task-option", "n_train=32", "--fsdp"])
+    args = build_parser().parse_args(["train", "--config", str(yaml_cfg), "--allow-task-import", "--steps", "5",
+                                      "--d-model", "64", "--set", "model.gamma_max=0.99", "--task-option", "n_train=32",
+                                      "--fsdp"])
     cfg = build_config(args)
     assert (cfg.steps, cfg.model.d_model, cfg.model.gamma_max, cfg.fsdp) == (5, 64, 0.99, True)
     assert cfg.task_options == {"n_train": 32, "n_val": 16} and cfg.model.n_layers == 2

@@ -38,7 +38,8 @@ def _torchrun(tmp_path, name: str, *flags: str) -> dict:
     if not cfg_path.exists():
         cfg_path.write_text(yaml.safe_dump(DIST_CFG.to_dict()))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-           str(_free_port()), "-m", "sessa", "train", "--config", str(cfg_path), "--allow-task-import", "--out-dir", str(tmp_path / name),
+           str(_free_port()), "-m", "sessa", "train", "--config", str(cfg_path), "--allow-task-import",
+           "--out-dir", str(tmp_path / name),
            "--json", *flags]
     p = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
