@@ -18,19 +18,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _available() -> dict[str, tuple[str, str]]:
-    found = {}
-    for name, (mod, help_) in COMMANDS.items():
-        if importlib.util.find_spec(mod) is not None:
-            found[name] = (mod, help_)
-    return found
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sessa", description="Sessa: Selective State Space Attention")
     parser.add_argument("--version", action="version", version=f"sessa {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (mod, help_) in _available().items():
+    for name, (mod, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(_module=mod)
         importlib.import_module(mod).add_arguments(p)

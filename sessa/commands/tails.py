@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sessa.analysis.plot import Curve, plot_tails
     from sessa.analysis.tails import construction_tails, model_tails
-    from sessa.utils.io import atomic_write_json
+    from sessa.utils.io import atomic_write_json, json_safe
 
     max_lag = args.max_lag if args.max_lag is not None else (256 if args.quick else 4096)
     n_boot = args.n_boot if args.n_boot is not None else (50 if args.quick else 200)
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     result["wall_time_s"] = time.perf_counter() - t0
     os.makedirs(args.out, exist_ok=True)
     json_path, png_path = os.path.join(args.out, "tails.json"), os.path.join(args.out, "tails.png")
-    atomic_write_json(json_path, _finite(result))
+    atomic_write_json(json_path, json_safe(result))
     plot_tails(_curves(result, Curve), png_path, title=f"Memory tails (max lag {max_lag})",
                fit_range=(result["settings"]["fit_min"], max_lag))
     _print_table(result)
@@ -86,17 +86,6 @@ def _int_arg(name: str, text: str) -> int:
     if v < 1:
         raise ValueError(f"{name} must be 'exact' or an int >= 1, got {v}")
     return v
-
-
-def _finite(obj):
-    """JSON has no NaN/Inf: write them as null (e.g. an undefined standard error)."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _curves(result: dict, Curve) -> list:

@@ -1,6 +1,6 @@
 """torchrun integration: process group set-up (gloo on CPU, NCCL on CUDA), DDP / FSDP wrapping, reductions.
 
-Nothing here launches processes: torchrun does (no home-made process management, issue 6).
+Nothing here launches processes: torchrun does (no home-made process management).
 """
 
 from __future__ import annotations
@@ -184,10 +184,3 @@ def gather_objects(obj: object, info: DistInfo) -> list[object]:
     return out
 
 
-def broadcast_object(obj: object, info: DistInfo) -> object:
-    """Rank 0's obj on every rank."""
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -1,13 +1,14 @@
 """Atomic file output: write to a temp file (or folder) next to the target, fsync, then os.replace.
 
 A reader therefore sees either the previous complete file or the new complete file, never a half-written
-one, even if the writer is SIGKILLed (issue 7). Temp names start with ".tmp-" so they are easy to clean up.
+one, even if the writer is SIGKILLed. Temp names start with ".tmp-" so they are easy to clean up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -74,6 +75,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically replace `path` with UTF-8 `text`."""
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def json_safe(obj: Any) -> Any:
+    """A copy of `obj` with every NaN/Inf float replaced by None: JSON has no such numbers (they mean
+    "undefined" or "diverged" in our results, e.g. a standard error of one sample)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
