@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         # user errors get one clear line, not a traceback
         print(f"sessa {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"sessa {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

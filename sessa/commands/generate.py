@@ -19,10 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", required=True, help="text to continue")
     p.add_argument("--tokenizer", default="bytes", help='"bytes" (default) or a tokenizer folder')
     p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--sample", action="store_true", help="sample (default: greedy)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--sample", action="store_true",
+                   help="sample instead of greedy decoding (implied by --temperature, --top-k or --top-p)")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (> 0; implies --sample)")
+    p.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest tokens (implies --sample)")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="sample from the smallest set of tokens with this total probability (implies --sample)")
     p.add_argument("--seed", type=int, default=None, help="seed of the sampler (reproducible samples)")
     p.add_argument("--eos-id", type=int, default=None, help="stop token id (default: the tokenizer's eos)")
     p.add_argument("--no-stop", action="store_true", help="ignore the stop token")
@@ -56,14 +58,9 @@ def load_model(path: str, device: str = "cpu"):
 
 
 def _tokenizer(name: str):
-    """(encode, decode, eos_id) for the tokenizer; bytes are handled here if sessa.tokenization is absent."""
-    try:
-        from sessa.tokenization import load_tokenizer
-    except ImportError:
-        if name != "bytes":
-            raise ValueError(f"--tokenizer {name!r} needs sessa.tokenization (not installed)") from None
-        return (lambda s: list(s.encode("utf-8")),
-                lambda ids: bytes(i for i in ids if i < 256).decode("utf-8", errors="replace"), 256)
+    """(encode, decode, eos_id) for the tokenizer."""
+    from sessa.tokenization import load_tokenizer
+
     tok = load_tokenizer(name)
     return (lambda s: tok.encode(s, add_special_tokens=False),
             lambda ids: tok.decode(ids, skip_special_tokens=True), tok.eos_token_id)
@@ -117,12 +114,21 @@ def run(args: argparse.Namespace) -> int:
     vocab = model.config.vocab_size
     if max(ids) >= vocab:
         raise ValueError(f"prompt token id {max(ids)} >= the model's vocab_size {vocab}: wrong --tokenizer?")
+    if args.eos_id is not None and not 0 <= args.eos_id < vocab:
+        raise ValueError(f"--eos-id must lie in [0, vocab_size = {vocab}), got {args.eos_id}")
     stop = None if args.no_stop else (args.eos_id if args.eos_id is not None else eos)
     if stop is not None and stop >= vocab:
-        stop = None  # a model without the tokenizer's eos id cannot emit it
+        stop = None  # the tokenizer's eos lies outside this model's vocabulary: it can never be emitted
+    # Like transformers, a sampling parameter means sampling: it is never silently ignored.
+    implied = [f for f, v in (("--temperature", args.temperature), ("--top-k", args.top_k),
+                              ("--top-p", args.top_p)) if v is not None]
+    sample = args.sample or bool(implied)
+    if implied and not args.sample:
+        print(f"sampling (implied by {', '.join(implied)})", file=sys.stderr)
     out = generate(
         model, torch.tensor([ids], device=args.device), max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, do_sample=args.sample,
+        temperature=1.0 if args.temperature is None else args.temperature, top_k=args.top_k, top_p=args.top_p,
+        do_sample=sample,
         eos_token_id=stop, seed=args.seed, streamer=_Printer(decode, args.prompt),
         use_cache=not args.no_cache,
     )

@@ -168,3 +168,25 @@ def test_cli_generate_random_init_and_checkpoint(tmp_path, capsys):
     assert capsys.readouterr()[0].startswith("x")
     assert main(["generate", "--random-init", "--prompt", "x", "--top-p", "0"]) == 2
     assert "top_p" in capsys.readouterr()[1]
+
+
+def test_cli_sampling_flags_imply_sampling(capsys):
+    """--temperature (or --top-k / --top-p) without --sample samples, as in transformers; never ignored."""
+    base = ["generate", "--random-init", "--prompt", "ab", "--max-new-tokens", "12", "--no-stop"]
+    assert main(base) == 0
+    greedy = capsys.readouterr()[0]
+    texts = []
+    for seed in ("0", "1"):
+        assert main([*base, "--temperature", "5.0", "--seed", seed]) == 0
+        out, err = capsys.readouterr()
+        assert "implied by --temperature" in err
+        texts.append(out)
+    assert texts[0] != texts[1]  # the seed matters: the flag took effect (it was greedy before)
+    assert greedy not in texts
+    assert main([*base, "--temperature", "5.0", "--seed", "0"]) == 0
+    assert capsys.readouterr()[0] == texts[0]  # and it is reproducible
+
+
+def test_cli_eos_id_outside_vocab_is_refused(capsys):
+    assert main(["generate", "--random-init", "--prompt", "x", "--eos-id", "258"]) == 2
+    assert "--eos-id must lie in [0, vocab_size = 258)" in capsys.readouterr()[1]
