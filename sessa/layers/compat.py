@@ -131,19 +131,20 @@ def _check_exportable(name: str, mixer: core.SessaMixer) -> None:
 class _AuthorsNames:
     """Mixin for an nn.Module: submodules ours calls `a` are registered under the authors' name `_THEIRS[a]`.
 
-    Our code keeps reading and writing its own names; state_dict, named_parameters and attribute access
-    show theirs, so their checkpoints and code that reaches into their modules work unchanged.
+    Our code keeps reading and writing its own names (a write is redirected, a read is a property);
+    state_dict, named_parameters and attribute access show theirs, so their checkpoints and code that
+    reaches into their modules work unchanged. Plain properties keep torch.compile's view of the module simple.
     """
 
     _THEIRS: dict[str, str] = {}
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for ours, theirs in cls._THEIRS.items():
+            setattr(cls, ours, property(lambda self, name=theirs: getattr(self, name)))
+
     def __setattr__(self, name: str, value: object) -> None:
         super().__setattr__(self._THEIRS.get(name, name), value)
-
-    def __getattr__(self, name: str):
-        if name in self._THEIRS:
-            return getattr(self, self._THEIRS[name])
-        return super().__getattr__(name)
 
     def __delattr__(self, name: str) -> None:
         super().__delattr__(self._THEIRS.get(name, name))

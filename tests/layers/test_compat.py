@@ -287,3 +287,14 @@ def test_convert_non_strict_and_gamma_vector():
     out = convert_reference_state_dict(sd, strict=False)
     assert set(out) == {"blocks.0.norm.weight", "head.weight", "mixer.gamma_bias"}
     assert out["mixer.gamma_bias"].shape == () and math.isclose(out["mixer.gamma_bias"].item(), 0.5)
+
+
+@pytest.mark.slow
+def test_compiles_without_graph_breaks():
+    # the authors' names are plain properties over our modules: nothing for torch.compile to break on
+    layer = compat.SessaLayer(16, 2, max_len=32)
+    x = torch.randn(1, 12, 16, requires_grad=True)
+    y = torch.compile(layer, fullgraph=True)(x)
+    y.sum().backward()
+    torch.testing.assert_close(y, layer(x), rtol=1e-5, atol=1e-6)
+    assert all(p.grad is not None for p in layer.parameters())
