@@ -40,8 +40,12 @@ class AttentionMixer(nn.Module):
         self.q_proj = nn.Linear(d_model, d_model)
         self.k_proj = nn.Linear(d_model, n_kv_heads * head_dim)
         self.v_proj = nn.Linear(d_model, n_kv_heads * head_dim)
+        self.build_before_output()
         # one head needs no output projection: the block's W_out follows (same convention as SessaMixer)
         self.o_proj = nn.Linear(d_model, d_model, bias=False) if n_heads > 1 else None
+
+    def build_before_output(self) -> None:
+        """Subclass hook: modules created here draw their initial weights after W_v and before W_o."""
 
     def forward_qkv(self, a: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """q [B, T, H, d], k, v [B, T, Hkv, d], with RoPE applied to q and k at the given positions."""

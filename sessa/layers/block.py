@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sessa.ops.utils import check_finite, check_tensor
+from sessa.ops.utils import check_finite, check_positive_int, check_tensor
 
 
 def check_hidden(x: object, d_model: int, name: str = "x") -> torch.Tensor:
@@ -21,13 +23,22 @@ def check_hidden(x: object, d_model: int, name: str = "x") -> torch.Tensor:
 
 
 class GatedBlock(nn.Module):
-    """y = x + W_out(mixer(GELU(a)) * g),  [a, g] = W_in LayerNorm(x).  g has no non-linearity."""
+    """y = x + W_out(mixer(GELU(a)) * g),  [a, g] = W_in LayerNorm(x).  g has no non-linearity.
 
-    def __init__(self, d_model: int, mixer: nn.Module, ln_eps: float = 1e-5) -> None:
+    `mixer` is a module or a zero-argument factory. A factory is called between W_in and W_out, so the
+    random initial weights are drawn in data-flow order (norm, W_in, mixer, W_out), as the authors' layer
+    draws them: the same seed then gives the same weights.
+    """
+
+    def __init__(self, d_model: int, mixer: nn.Module | Callable[[], nn.Module], ln_eps: float = 1e-5) -> None:
         super().__init__()
-        self.d_model = d_model
+        self.d_model = check_positive_int("d_model", d_model)
         self.norm = nn.LayerNorm(d_model, eps=ln_eps)
         self.in_proj = nn.Linear(d_model, 2 * d_model)
+        if not isinstance(mixer, nn.Module) and callable(mixer):
+            mixer = mixer()
+        if not isinstance(mixer, nn.Module):
+            raise TypeError(f"mixer must be an nn.Module or a factory returning one, got {type(mixer).__name__}")
         self.mixer = mixer
         self.out_proj = nn.Linear(d_model, d_model)
 

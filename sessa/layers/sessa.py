@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -37,17 +38,20 @@ class SessaMixer(AttentionMixer):
         impl: str = "auto",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
-        # forward branch: q, k, v, o projections, RoPE and SDPA come from AttentionMixer
-        super().__init__(d_model, n_heads, n_kv_heads, rope, rope_theta=rope_theta)
-        self.gamma_max = check_gamma_max(gamma_max)
+        gamma_max = check_gamma_max(gamma_max)
         if not isinstance(feedback, bool):
             raise TypeError(f"feedback must be a bool, got {feedback!r}")
-        self.feedback = feedback
+        # forward branch: q, k, v, o projections, RoPE and SDPA come from AttentionMixer; fb_proj is
+        # created between v and o (build_before_output) so a seed draws the authors' initial weights
+        super().__init__(d_model, n_heads, n_kv_heads, rope, rope_theta=rope_theta)
+        self.gamma_max, self.feedback = gamma_max, feedback
         self.impl, self.chunk_size = impl, chunk_size
-        # feedback branch: one head of full width D, no RoPE; rows [0, D) give q_b, [D, 2D) give k_b
-        self.fb_proj = nn.Linear(d_model, 2 * d_model)
         self.gamma_bias = nn.Parameter(torch.tensor(1.0))
         self.gamma_proj = nn.Linear(d_model, 1, bias=False)
+
+    def build_before_output(self) -> None:
+        """Feedback branch: one head of full width D, no RoPE; rows [0, D) give q_b, [D, 2D) give k_b."""
+        self.fb_proj = nn.Linear(self.d_model, 2 * self.d_model)
 
     def feedback_inputs(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q_b, k_b [B, T, 1, D] and gamma [B, T, 1], |gamma| <= gamma_max."""
@@ -214,6 +218,8 @@ def forward_mask(mask: torch.Tensor | None, n_past: int, T: int, device: torch.d
 class SessaLayer(GatedBlock):
     """y = x + W_out(s * g): the gated block of SESSA.md section 1 around a SessaMixer."""
 
+    mixer_class: type[SessaMixer] = SessaMixer  # a subclass may swap in a SessaMixer subclass
+
     def __init__(
         self,
         d_model: int,
@@ -225,5 +231,6 @@ class SessaLayer(GatedBlock):
         **mixer_kwargs,
     ) -> None:
         ln_eps = check_positive_float("ln_eps", ln_eps)
-        mixer = SessaMixer(d_model, n_heads, n_kv_heads, gamma_max, rope, **mixer_kwargs)
+        # a factory: the block builds it between W_in and W_out (the authors' order of initial draws)
+        mixer = functools.partial(self.mixer_class, d_model, n_heads, n_kv_heads, gamma_max, rope, **mixer_kwargs)
         super().__init__(d_model, mixer, ln_eps)

@@ -26,26 +26,27 @@ def recurrent_feedback_solve(
     out_dtype, dtype = f.dtype, accum_dtype(f.dtype)
     q, k, f, gamma = (x.to(dtype) for x in (q, k, f, gamma))
     B, T, H, _ = q.shape
+    # The empty past is a zero-length slice of k and row 0 still evaluates its (empty) sum, so at T = 1
+    # q, k and gamma stay in the autograd graph and get zero gradients, as in the dense solve, not None
+    # (an optimizer skips a None gradient, DDP waits for it).
+    keys, values = k[:, :0], f[:, :0]
     if initial_state is not None:
-        keys, values = (x.to(dtype) for x in initial_state)
-    else:
-        keys = k.new_zeros(B, 0, H, k.shape[-1])
-        values = f.new_zeros(B, 0, H, f.shape[-1])
+        past_k, values = (x.to(dtype) for x in initial_state)
+        # keeping k in the graph when T = 1 reads only the past costs a copy: made under autograd only
+        keys = torch.cat([past_k, keys], dim=1) if torch.is_grad_enabled() and k.requires_grad else past_k
     n_past = keys.shape[1]
     key_ok = None if attention_mask is None else attention_mask.to(torch.bool)
     out = []
     for t in range(T):
         n = n_past + t
-        s_t = f[:, t]
-        if n > 0:
-            logits = torch.einsum("bhd,bjhd->bhj", q[:, t], keys) * scale  # [B, H, n]
-            if key_ok is None:
-                alpha = torch.softmax(logits, dim=-1)
-            else:
-                ok = (key_ok[:, :n] & key_ok[:, n : n + 1])[:, None]  # padded rows attend nowhere
-                logits = logits.masked_fill(~ok, torch.finfo(dtype).min)
-                alpha = torch.softmax(logits, dim=-1) * ok
-            s_t = s_t + gamma[:, t, :, None] * torch.einsum("bhj,bjhd->bhd", alpha, values)
+        logits = torch.einsum("bhd,bjhd->bhj", q[:, t], keys) * scale  # [B, H, n]; n = 0 gives an empty sum
+        if key_ok is None:
+            alpha = torch.softmax(logits, dim=-1)
+        else:
+            ok = (key_ok[:, :n] & key_ok[:, n : n + 1])[:, None]  # padded rows attend nowhere
+            logits = logits.masked_fill(~ok, torch.finfo(dtype).min)
+            alpha = torch.softmax(logits, dim=-1) * ok
+        s_t = f[:, t] + gamma[:, t, :, None] * torch.einsum("bhj,bjhd->bhd", alpha, values)
         out.append(s_t)
         if t + 1 < T:  # the last row needs no append: skipping it saves an O(n) copy per decoded token
             keys = torch.cat([keys, k[:, t : t + 1]], dim=1)
