@@ -130,7 +130,7 @@ def model_tails(
     captured: dict[int, torch.Tensor] = {}
     hooks = [
         layer.mixer.register_forward_pre_hook(lambda m, args, i=i: captured.__setitem__(i, args[0].detach()))
-        for i, layer in enumerate(model.layers)
+        for i, layer in enumerate(model.model.layers)
         if hasattr(getattr(layer, "mixer", None), "feedback_inputs") and layer.mixer.feedback
     ]
     try:
@@ -140,7 +140,7 @@ def model_tails(
         for h in hooks:
             h.remove()
     for i, a_bar in sorted(captured.items()):
-        mixer = model.layers[i].mixer
+        mixer = model.model.layers[i].mixer
         row = mixer_feedback_influence(mixer, a_bar, target=T - 1)
         out[f"layer{i}_feedback_row"] = fit_entry(lag_profile(row, target=T - 1).abs().mean(0), rng, n_boot=n_boot)
         col = mixer_feedback_influence(mixer, a_bar, source=0)
