@@ -105,6 +105,5 @@ def _copy(v: Any) -> Any:
     return dict(v) if isinstance(v, dict) else v
 
 
-CORE_FIELDS = FIELDS  # the fields shared with the core config (kept under its 0.1 name)
 
-__all__ = ["SessaConfig", "CORE_FIELDS"]
+__all__ = ["SessaConfig"]

@@ -50,7 +50,7 @@ def test_load_checkpoint_gives_the_trained_logits(run):
     ids = torch.randint(0, 16, (2, 16))
     with torch.no_grad():
         assert torch.equal(model(ids).logits, trained(ids).logits)
-    assert model.lm_head.weight is model.embed.weight  # tied head restored as a tie, not a copy
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # tied head restored as a tie, not a copy
 
 
 def test_save_model_round_trip(tmp_path):
