@@ -105,9 +105,10 @@ def model_tails(
     Also a transport score (row view) and each Sessa layer's fixed-routing feedback influence (both views).
     Inputs are random token ids (or your input_ids [B, T]).
     """
-    for attr in ("embed", "layers", "config"):
-        if not hasattr(model, attr):
-            raise TypeError(f"model must be a SessaLM-like language model (with .{attr}), got {type(model).__name__}")
+    decoder = getattr(model, "model", None)
+    if not (hasattr(model, "config") and hasattr(decoder, "embed_tokens") and hasattr(decoder, "layers")):
+        raise TypeError(f"model must be a SessaLM-like language model (with .config, .model.embed_tokens and "
+                        f".model.layers), got {type(model).__name__}")
     check_positive_int("max_lag", max_lag)
     if input_ids is None:
         T = min(max_lag + 1, model.config.max_seq_len)

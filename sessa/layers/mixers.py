@@ -11,7 +11,8 @@ needs, as class attributes:
     check_options optional classmethod (d_model, options) raising ValueError for values that do not fit
 
 Adding a baseline is its own file (the class) plus one entry in MIXERS: the language model, the Hugging Face
-classes, `sessa bench`, parameter matching and the tests all read from here (docs/architecture.md).
+classes, `sessa bench`, parameter matching and the tests all read from here (docs/bench.md, "Adding a
+baseline").
 """
 
 from __future__ import annotations
