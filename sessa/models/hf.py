@@ -14,6 +14,7 @@ from sessa.models.hf_config import SessaConfig
 from sessa.models.hf_model import SessaForCausalLM, SessaModel, SessaPreTrainedModel
 from sessa.models.lm import SessaLM
 
+
 def register() -> None:
     """Make AutoConfig / AutoModel / AutoModelForCausalLM build Sessa models (idempotent)."""
     AutoConfig.register(SessaConfig.model_type, SessaConfig, exist_ok=True)
