@@ -71,3 +71,16 @@ def test_a_copied_0_1_folder_is_not_rewritten(tmp_path):
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     AutoModelForCausalLM.from_pretrained(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_head_less_folders_of_today_still_load(tmp_path):
+    """SessaModel folders (keys layers.N..., norm...) look like 0.1 core names; they must load unchanged."""
+    from sessa.models.hf import SessaConfig, SessaModel
+
+    base = SessaModel(SessaConfig(vocab_size=32, d_model=16, n_layers=2, n_heads=2)).eval()
+    base.save_pretrained(tmp_path)
+    x = REF["input_ids"]
+    with torch.no_grad():
+        want = base(x).last_hidden_state
+        assert torch.equal(SessaModel.from_pretrained(tmp_path).eval()(x).last_hidden_state, want)
+        assert torch.equal(SessaForCausalLM.from_pretrained(tmp_path).eval().model(x).last_hidden_state, want)
