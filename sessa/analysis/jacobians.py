@@ -27,8 +27,9 @@ DENSE_LIMIT = 2**24  # entries of dense T x T solves per forward-mode pass (128 
 
 def hidden_stack(module: nn.Module | Sequence[nn.Module]) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function h^(0) [B, T, D] -> h^(N) [B, T, D] through the blocks of module."""
-    if isinstance(module, nn.Module) and hasattr(module, "layers") and hasattr(module, "embed"):
-        blocks = list(module.layers)  # a language model: its residual stream, without embed / norm / head
+    decoder = getattr(module, "model", None)  # SessaLM and SessaForCausalLM: .model holds embed_tokens, layers
+    if isinstance(module, nn.Module) and hasattr(decoder, "layers") and hasattr(decoder, "embed_tokens"):
+        blocks = list(decoder.layers)  # a language model: its residual stream, without embed / norm / head
     elif isinstance(module, (nn.ModuleList, list, tuple)):
         blocks = list(module)
     elif isinstance(module, nn.Module):
@@ -50,11 +51,11 @@ def hidden_stack(module: nn.Module | Sequence[nn.Module]) -> Callable[[torch.Ten
 
 def embed_inputs(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     """h^(0) = the LM's token embeddings of input_ids [B, T] (detached, ready to differentiate against)."""
-    if not hasattr(model, "embed"):
-        raise TypeError(f"model must be a language model with an .embed, got {type(model).__name__}")
+    if not hasattr(getattr(model, "model", None), "embed_tokens"):
+        raise TypeError(f"model must be a language model with .model.embed_tokens, got {type(model).__name__}")
     check_tensor("input_ids", input_ids, ndim=2, integer=True)
     with torch.no_grad():
-        return model.embed(input_ids)
+        return model.model.embed_tokens(input_ids)
 
 
 def _probe_vectors(probes: Probes, D: int, like: torch.Tensor, seed: int) -> tuple[torch.Tensor, float]:

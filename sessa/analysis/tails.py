@@ -105,9 +105,10 @@ def model_tails(
     Also a transport score (row view) and each Sessa layer's fixed-routing feedback influence (both views).
     Inputs are random token ids (or your input_ids [B, T]).
     """
-    for attr in ("embed", "layers", "config"):
-        if not hasattr(model, attr):
-            raise TypeError(f"model must be a SessaLM-like language model (with .{attr}), got {type(model).__name__}")
+    decoder = getattr(model, "model", None)
+    if not (hasattr(model, "config") and hasattr(decoder, "embed_tokens") and hasattr(decoder, "layers")):
+        raise TypeError(f"model must be a SessaLM-like language model (with .config, .model.embed_tokens and "
+                        f".model.layers), got {type(model).__name__}")
     check_positive_int("max_lag", max_lag)
     if input_ids is None:
         T = min(max_lag + 1, model.config.max_seq_len)
@@ -130,7 +131,7 @@ def model_tails(
     captured: dict[int, torch.Tensor] = {}
     hooks = [
         layer.mixer.register_forward_pre_hook(lambda m, args, i=i: captured.__setitem__(i, args[0].detach()))
-        for i, layer in enumerate(model.layers)
+        for i, layer in enumerate(model.model.layers)
         if hasattr(getattr(layer, "mixer", None), "feedback_inputs") and layer.mixer.feedback
     ]
     try:
@@ -140,7 +141,7 @@ def model_tails(
         for h in hooks:
             h.remove()
     for i, a_bar in sorted(captured.items()):
-        mixer = model.layers[i].mixer
+        mixer = model.model.layers[i].mixer
         row = mixer_feedback_influence(mixer, a_bar, target=T - 1)
         out[f"layer{i}_feedback_row"] = fit_entry(lag_profile(row, target=T - 1).abs().mean(0), rng, n_boot=n_boot)
         col = mixer_feedback_influence(mixer, a_bar, source=0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from sessa.compare.presets import MODELS
+from sessa.compare.presets import model_names
 
 
 def _csv(text: str) -> list[str]:
@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="laptop",
                    help="laptop (default, ~2 min per model on 2 CPU cores), paper (~125M), paper-350m, "
                         "or a YAML file like configs/bench_laptop.yaml")
-    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
+    p.add_argument("--models", default=None,
+                   help=f"comma-separated subset of {','.join(model_names())} (default: all of them)")
     p.add_argument("--seeds", default=None, help="comma-separated ints (default: the preset's, laptop: 0)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per model (default: the preset's)")
     p.add_argument("--out", default="bench_out", help="folder for results.json / .md / .png (default bench_out)")
@@ -51,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from sessa.compare.harness import run_bench
     from sessa.compare.report import format_table, write_outputs
 
-    models = _csv(args.models)
-    bad = [m for m in models if m not in MODELS]
+    allowed = model_names()
+    models = list(allowed) if args.models is None else _csv(args.models)
+    bad = [m for m in models if m not in allowed]
     if bad or not models:
-        raise ValueError(f"--models must be a comma-separated subset of {','.join(MODELS)}, got {args.models!r}")
+        raise ValueError(f"--models must be a comma-separated subset of {','.join(allowed)}, got {args.models!r}")
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if args.threads < 1:

@@ -2,11 +2,11 @@
 
     run_bench("symbolsoup", preset="laptop", models=["sessa", "attention", "mamba2", "sessa-nofb"], seeds=[0])
 
-Models are "the same gated block with the mixer swapped" (PAPER_NOTES.md): "sessa" is the preset's model,
-"sessa-nofb" the paper's ablation (same config with feedback=False, width unchanged), "attention" and
-"mamba2" get the width chosen by `match_baseline` so their parameter count matches "sessa" within the
-tolerance. Everything else - depth, vocabulary, optimizer, schedule, steps, batch, data order per seed -
-is identical.
+Models are "the same gated block with the mixer swapped": "sessa" is the preset's model, every other mixer
+of `sessa.layers.mixers.MIXERS` (attention, mamba2, ...) gets the width chosen by `match_baseline` so its
+parameter count matches "sessa" within the tolerance, and "sessa-nofb" is the paper's ablation (same config
+with feedback=False, width unchanged). Everything else - depth, vocabulary, optimizer, schedule, steps,
+batch, data order per seed - is identical.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 
-from sessa.compare.loop import Budget, evaluate, train_model
+from sessa.compare.loop import bench_config, budget_dict, evaluate_binned, train_model
 from sessa.compare.matching import DEFAULT_TOLERANCE, match_baseline
-from sessa.compare.presets import MODELS, get_preset
+from sessa.compare.presets import VARIANTS, get_preset, model_names
 from sessa.models.config import SessaConfig
 
-# Paper's Table 1 / Table 2 (test, mean ± std over 2 seeds; PAPER_NOTES.md), for the report.
+# Paper's Table 1 / Table 2 (test, mean ± std over 2 seeds), for the report.
 PAPER_REFERENCE: dict[str, dict[str, Any]] = {
     "symbolsoup": {"metric": "accuracy", "scale": "~125M-350M params, length 2048", "values": {
         "sessa": [0.8601, 0.0016], "attention": [0.7921, 0.0070], "mamba2": [0.0500, 0.0000]}},
@@ -52,21 +52,21 @@ def _check_list(name: str, values: object, allowed: tuple[str, ...] | None = Non
 
 def model_configs(
     base: SessaConfig, models: list[str], tolerance: float = DEFAULT_TOLERANCE,
-    mamba2_options: dict[str, Any] | None = None,
+    mixer_options: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, tuple[SessaConfig, dict[str, Any]]]:
-    """name -> (config, matching report) for each requested variant (see module docstring).
+    """name -> (config, matching report) for each requested model (see module docstring).
 
-    mamba2_options: preferred Mamba2 settings (expand, head_dim, state_size, ...); the state size is then
-    tuned around the given value to match the parameter count."""
-    _check_list("models", models, MODELS)
+    mixer_options: mixer name -> the options its baseline starts from (e.g. {"mamba2": {"head_dim": 64}});
+    a mixer's match_option is then tuned around the given value to match the parameter count."""
+    _check_list("models", models, model_names())
     out: dict[str, tuple[SessaConfig, dict[str, Any]]] = {}
     for name in models:
-        if name == "sessa":
+        if name == base.mixer:
             out[name] = (base, {"matched": "reference"})
-        elif name == "sessa-nofb":
-            out[name] = (dataclasses.replace(base, feedback=False), {"matched": "ablation: same width as sessa"})
+        elif name in VARIANTS:
+            out[name] = (dataclasses.replace(base, **VARIANTS[name]), {"matched": "ablation: same width as sessa"})
         else:
-            opts = mamba2_options if name == "mamba2" else None
+            opts = (mixer_options or {}).get(name)
             cfg, report = match_baseline(base, name, tolerance=tolerance, mixer_options=opts)
             out[name] = (cfg, {"matched": "width", **report})
     return out
@@ -89,9 +89,9 @@ def run_one(model: dict[str, Any], task_name: str, task_options: dict[str, Any],
 
     torch.set_num_threads(threads)
     task = task if task is not None else build_task(task_name, **task_options)
-    b = Budget(**budget)
-    trained = train_model(SessaConfig(**model), task, b, seed)
-    test = evaluate(trained["model"], task, "test", b)
+    cfg = bench_config(budget, SessaConfig(**model), task, seed)
+    trained = train_model(cfg, task)
+    test = evaluate_binned(trained["model"], task, "test", cfg)
     hist = [h["loss"] for h in trained["history"]]
     k = max(1, len(hist) // 10)
     return {"seed": seed, "test": test, "params": trained["model"].num_parameters(),
@@ -138,7 +138,7 @@ def run_bench(
     if task_name not in available_tasks():
         raise ValueError(f"task must be one of {available_tasks()}, got {task_name!r}")
     p = get_preset(preset)
-    models = _check_list("models", list(MODELS) if models is None else models, MODELS)
+    models = _check_list("models", list(model_names()) if models is None else models, model_names())
     seeds = _check_list("seeds", p["seeds"] if seeds is None else seeds)
     budget_opts = dict(p["budget"])
     if steps is not None:
@@ -146,24 +146,24 @@ def run_bench(
             raise ValueError(f"steps must be an int >= 1, got {steps!r}")
         budget_opts["steps"] = steps
         budget_opts["warmup_steps"] = min(budget_opts.get("warmup_steps", 0), max(0, steps // 10))
-    budget = Budget(**budget_opts)
     opts = {**p["tasks"].get(task_name, {}), **(task_options or {})}
     task = build_task(task_name, **opts)
     base = SessaConfig(**{**p["model"], "vocab_size": task.vocab_size})
-    configs = model_configs(base, models, tolerance, p.get("mamba2_options"))
+    budget = budget_dict(bench_config(budget_opts, base, task, 0))  # checked by TrainConfig, defaults filled in
+    configs = model_configs(base, models, tolerance, p.get("mixer_options"))
     metric = headline_metric(task)
     say = log or (lambda _s: None)
     say(f"sessa bench {task_name} (preset {preset}): {len(models)} models x {len(seeds)} seeds, "
-        f"{budget.steps} steps of batch {budget.batch_size}")
+        f"{budget['steps']} steps of batch {budget['batch_size']}")
     results: dict[str, Any] = {
         "task": task_name, "task_options": dict(task.options), "preset": preset, "metric": metric,
-        "budget": dataclasses.asdict(budget), "seeds": seeds, "models": {},
+        "budget": budget, "seeds": seeds, "models": {},
         "torch_threads": torch.get_num_threads(), "jobs": jobs, "torch_version": torch.__version__,
         "paper_reference": PAPER_REFERENCE.get(task_name),
     }
     t_start = time.perf_counter()
     jobs_list = [(name, seed) for name in configs for seed in seeds]
-    args = {(name, seed): (configs[name][0].to_dict(), task_name, dict(task.options), dataclasses.asdict(budget),
+    args = {(name, seed): (configs[name][0].to_dict(), task_name, dict(task.options), budget,
                            seed, torch.get_num_threads()) for name, seed in jobs_list}
     done: dict[tuple[str, int], dict[str, Any]] = {}
 

@@ -1,64 +1,51 @@
 """Training and test evaluation for `sessa bench`: one budget for every model, per-length / per-lag scores.
 
-Training is `sessa.train.train` (AdamW on matrices, linear warmup then cosine to min_lr_ratio * lr, grad
-clipping, the same seeded data order for every model), run in memory: no logs, no checkpoints, the trained
-model returned. The test evaluation here adds what the trainer's does not: accuracy binned by sequence
-length and, for recall tasks that report lags, by query lag.
+The budget is a set of `sessa.train.TrainConfig` fields (a preset's "budget"); `bench_config` turns it into
+the TrainConfig of one run, trained in memory by `sessa.train.train` (no logs, no checkpoints, the trained
+model returned). The test evaluation is `sessa.train.evaluate` (the same loss, accuracy and perplexity as
+`sessa eval`), plus accuracy binned by sequence length and, for recall tasks that report lags, by query lag.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from sessa.models.config import SessaConfig
-from sessa.models.lm import IGNORE_INDEX, SessaLM
+from sessa.train.config import TrainConfig
+from sessa.train.evaluate import SUPPORTED_METRICS, evaluate
+
+# what `sessa bench` fixes for every run: in memory, no progress bar, evaluation only at the end
+IN_MEMORY: dict[str, Any] = {"out_dir": None, "resume": False, "progress": False, "tensorboard": False,
+                             "log_every": 1, "eval_every": 0}
+_PER_RUN = ("model", "task", "task_options", "seed")
 
 
-@dataclass
-class Budget:
-    """What every model gets: optimizer steps, batch, schedule, precision and evaluation size."""
-
-    steps: int = 500
-    batch_size: int = 16
-    lr: float = 3e-3
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    eval_batches: int | None = 8  # test batches scored (None: the whole test split)
-    eval_batch_size: int = 64
-    precision: str = "fp32"
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        self.train_config(SessaConfig(), "symbolsoup", {}, 0)  # the trainer's own checks, naming the field
-        if isinstance(self.eval_batch_size, bool) or not isinstance(self.eval_batch_size, int) \
-                or self.eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size must be an int >= 1, got {self.eval_batch_size!r}")
-
-    def train_config(self, model: SessaConfig, task: str, task_options: dict, seed: int):
-        """The sessa.train.TrainConfig of one run (in memory: out_dir None, no progress bar)."""
-        from sessa.train.config import TrainConfig
-
-        return TrainConfig(
-            model=model, task=task, task_options=dict(task_options), steps=self.steps,
-            batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
-            min_lr_ratio=self.min_lr_ratio, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
-            precision=self.precision, device=self.device, seed=seed, eval_every=0, eval_batches=1,
-            out_dir=None, progress=False, tensorboard=False, log_every=1,
-        )
+def bench_config(budget: dict[str, Any], model: SessaConfig, task: Any, seed: int) -> TrainConfig:
+    """The TrainConfig of one bench run: the budget's fields (checked by TrainConfig, unknown keys named),
+    the model, the task and the seed; eval_batches / eval_batch_size also size the test evaluation."""
+    if not isinstance(budget, dict):
+        raise TypeError(f"budget must be a mapping of TrainConfig fields, got {type(budget).__name__}")
+    fixed = sorted(set(budget) & {*_PER_RUN, *IN_MEMORY})
+    if fixed:
+        raise ValueError(f"budget keys {fixed} are set by sessa bench itself; remove them from the budget")
+    run = {"model": model, "task": task.name, "task_options": dict(task.options), "seed": seed}
+    return TrainConfig.from_dict({**budget, **IN_MEMORY, **run})
 
 
-def train_model(config: SessaConfig, task: Any, budget: Budget, seed: int) -> dict[str, Any]:
-    """Train SessaLM(config) with sessa.train.train; returns model, loss history, tokens/s, wall time."""
+def budget_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The budget part of a run's TrainConfig (every field but the model, task, seed and in-memory ones)."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in _PER_RUN and k not in IN_MEMORY}
+
+
+def train_model(cfg: TrainConfig, task: Any) -> dict[str, Any]:
+    """Train SessaLM(cfg.model) with sessa.train.train; returns model, loss history, tokens/s, wall time."""
     from sessa.train import train
 
-    out = train(budget.train_config(config, task.name, task.options, seed), task=task, return_model=True)
+    out = train(cfg, task=task, return_model=True)
     history = [{"step": h["step"], "loss": h["loss"]} for h in out["history"] if "loss" in h]
     return {"model": out["model"], "history": history, "steps_done": out["steps"],
             "tokens_per_s": out["tokens_per_s"], "wall_time_s": out["wall_time_s"]}
@@ -97,54 +84,34 @@ def bin_accuracy(values: list[int], correct: list[float], n_bins: int = 8) -> di
             "accuracy": [hits[k][0] / hits[k][1] for k in keys], "count": [int(hits[k][1]) for k in keys]}
 
 
-@torch.no_grad()
-def evaluate(model: SessaLM, task: Any, split: str, budget: Budget) -> dict[str, Any]:
-    """Metrics on `split` (loss, accuracy = top-1, top5, perplexity) plus accuracy vs length and vs lag."""
-    model.eval()
-    device = next(model.parameters()).device
-    data = task.dataset(split)
-    n_examples = len(data)
-    if budget.eval_batches is not None:
-        n_examples = min(n_examples, budget.eval_batches * budget.eval_batch_size)
-    sums: dict[str, float] = defaultdict(float)
+def evaluate_binned(model: torch.nn.Module, task: Any, split: str, cfg: TrainConfig) -> dict[str, Any]:
+    """sessa.train.evaluate's metrics on `split` (loss, accuracy = top-1, top5, perplexity) over
+    cfg.eval_batches batches of cfg.eval_batch_size, plus accuracy vs length ("by_length") and vs lag."""
     lengths, len_correct, lags, lag_correct = [], [], [], []
-    for start in range(0, n_examples, budget.eval_batch_size):
-        idx = list(range(start, min(n_examples, start + budget.eval_batch_size)))
-        examples = [data[i] for i in idx]
-        batch = task.collate(examples)
-        ids, labels = batch["input_ids"], batch["labels"]
-        target = labels[:, 1:]
-        scored = target != IGNORE_INDEX
-        if not bool(scored.any()):
-            continue
-        lp = torch.log_softmax(model(ids.to(device)).logits[:, :-1].float().cpu(), dim=-1)
-        nll = -lp.gather(-1, target.clamp(min=0)[..., None]).squeeze(-1)
-        top5 = lp.topk(min(5, lp.shape[-1]), dim=-1).indices
-        hit = (top5[..., 0] == target) & scored
-        hit5 = (top5 == target[..., None]).any(-1) & scored
-        sums["nll"] += float(nll[scored].sum())
-        sums["top1"] += float(hit.sum())
-        sums["top5"] += float(hit5.sum())
-        sums["n"] += int(scored.sum())
-        for b, i in enumerate(idx):
+
+    def observe(indices: list[int], examples: list[Any], scored: torch.Tensor, correct: torch.Tensor) -> None:
+        scored, correct = scored.cpu(), correct.cpu()
+        for b, i in enumerate(indices):
             n_b = int(examples[b]["input_ids"].numel())
             pos = scored[b].nonzero().flatten().tolist()
-            lengths += [n_b] * len(pos)
-            len_correct += [float(hit[b, p]) for p in pos]
-            lag_of = _answer_lags(task, split, i, ids.shape[1])
+            lengths.extend([n_b] * len(pos))
+            len_correct.extend(float(correct[b, p]) for p in pos)
+            lag_of = _answer_lags(task, split, i, scored.shape[1] + 1)
             if lag_of is not None:
                 for p in pos:
-                    if lag_of[p + 1] is not None:  # target[:, p] is labels[:, p + 1]
+                    if lag_of[p + 1] is not None:  # position p scores labels[:, p + 1]
                         lags.append(lag_of[p + 1])
-                        lag_correct.append(float(hit[b, p]))
-    if sums["n"] == 0:
-        raise ValueError(f"split {split!r} of task {task.name!r} has no scored tokens to evaluate")
-    loss = sums["nll"] / sums["n"]
-    out: dict[str, Any] = {
-        "loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": sums["top1"] / sums["n"],
-        "top1": sums["top1"] / sums["n"], "top5": sums["top5"] / sums["n"], "scored_tokens": int(sums["n"]),
-        "examples": n_examples, "by_length": bin_accuracy(lengths, len_correct),
-    }
+                        lag_correct.append(float(correct[b, p]))
+
+    batch_size = cfg.eval_batch_size or cfg.batch_size
+    metrics = evaluate(model, task, split, cfg.eval_batches, batch_size=batch_size,
+                       metric_names=SUPPORTED_METRICS, observe=observe)
+    n_examples = len(task.dataset(split))
+    if cfg.eval_batches is not None:
+        n_examples = min(n_examples, cfg.eval_batches * batch_size)
+    scored_tokens = metrics.pop("tokens")
+    out: dict[str, Any] = {**metrics, "scored_tokens": scored_tokens, "examples": n_examples,
+                           "by_length": bin_accuracy(lengths, len_correct)}
     if lags:
         out["by_lag"] = bin_accuracy(lags, lag_correct)
     return out

@@ -1,9 +1,10 @@
-"""Parameter matching: pick a baseline's width (and Mamba2 head width) so its model has as many parameters
-as the Sessa model it is compared with, as the paper does ("parameter counts are matched").
+"""Parameter matching: pick a baseline's width so its model has as many parameters as the Sessa model it is
+compared with, as the paper does ("parameter counts are matched").
 
-Only the width d_model (and, for Mamba2, the SSM state size N as a fine step; its widths keep
-expand * d_model a multiple of the SSM head width) changes; depth, vocabulary, block structure, heads and
-the training budget stay identical.
+Only the width d_model changes (and, for a mixer that names a `match_option` in the mixer table, e.g.
+Mamba2's SSM state size N, that option as a fine step); depth, vocabulary, block structure, heads and the
+training budget stay identical. A width is a candidate when the baseline's SessaConfig accepts it (heads
+divide it, the mixer's own option checks pass).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 
+from sessa.layers.mixers import check_option_names, mixer_class, mixer_options
 from sessa.models.config import SessaConfig
 
 DEFAULT_TOLERANCE = 0.03  # |params_baseline / params_sessa - 1| allowed
@@ -27,27 +29,12 @@ def count_parameters(config: SessaConfig) -> int:
     return model.num_parameters()
 
 
-def _candidate(config: SessaConfig, mixer: str, width: int) -> SessaConfig | None:
-    """The baseline config at this width, or None when the width is not valid for the mixer."""
-    n_heads = config.n_heads
-    if width % n_heads or (config.rope and (width // n_heads) % 2):
+def _candidate(config: SessaConfig, mixer: str, width: int, options: dict[str, Any]) -> SessaConfig | None:
+    """The baseline config at this width, or None when the config refuses the width (heads, options)."""
+    try:
+        return dataclasses.replace(config, d_model=width, mixer=mixer, mixer_options=dict(options))
+    except ValueError:
         return None
-    if config.n_kv_heads is not None and n_heads % config.n_kv_heads:
-        return None
-    base = dataclasses.replace(config, d_model=width, mixer=mixer, mixer_options={})
-    if mixer == "attention":
-        return base
-    if mixer == "mamba2":
-        from sessa.layers.mamba2 import MAMBA2_DEFAULTS
-
-        opts = {k: v for k, v in config.mixer_options.items() if k in MAMBA2_DEFAULTS}
-        full = {**MAMBA2_DEFAULTS, **opts}
-        inner = full["expand"] * width
-        # keep the SSM head width fixed: only widths it divides are candidates
-        if inner % full["head_dim"] or (inner // full["head_dim"]) % full["n_groups"]:
-            return None
-        return dataclasses.replace(base, mixer_options=opts)
-    raise ValueError(f"mixer must be 'attention' or 'mamba2' for parameter matching, got {mixer!r}")
 
 
 def match_baseline(
@@ -55,6 +42,7 @@ def match_baseline(
 ) -> tuple[SessaConfig, dict[str, Any]]:
     """Return (baseline config, report) whose parameter count is closest to SessaLM(config)'s.
 
+    mixer_options: the baseline's options to start from (its match_option is then tuned around them).
     The report holds target and matched counts, the relative difference and the chosen width. Raises
     ValueError when no width within `tolerance` exists (e.g. very tiny models where one width step is
     already more than the tolerance).
@@ -63,18 +51,17 @@ def match_baseline(
         raise TypeError(f"config must be a SessaConfig, got {type(config).__name__}")
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance < 1:
         raise ValueError(f"tolerance must be a float in (0, 1), got {tolerance!r}")
-    if mixer not in ("attention", "mamba2"):
-        raise ValueError(f"mixer must be 'attention' or 'mamba2' for parameter matching, got {mixer!r}")
-    if mixer_options:
-        config = dataclasses.replace(config, mixer_options=dict(mixer_options))
-    target = count_parameters(dataclasses.replace(config, mixer_options={}) if config.mixer == "sessa" else config)
+    cls = mixer_class(mixer)
+    options = dict(mixer_options or {})
+    check_option_names(mixer, options)  # an unknown key is an error here, not "no valid width"
+    target = count_parameters(config)
     step = 2 * config.n_heads if config.rope else config.n_heads
     widths = list(range(step, 4 * config.d_model + step, step))
     cache: dict[int, int | None] = {}
 
     def params(i: int) -> int | None:
         if i not in cache:
-            cand = _candidate(config, mixer, widths[i])
+            cand = _candidate(config, mixer, widths[i], options)
             cache[i] = None if cand is None else count_parameters(cand)
         return cache[i]
 
@@ -97,17 +84,17 @@ def match_baseline(
             best_i, best_err = i, abs(p / target - 1)
     if best_i is None:
         raise ValueError(f"no valid width for mixer {mixer!r} near d_model = {config.d_model}")
-    matched = _candidate(config, mixer, widths[best_i])
+    matched = _candidate(config, mixer, widths[best_i], options)
     assert matched is not None
     n_params = cache[best_i]
-    if mixer == "mamba2":
-        # the nearest valid widths below and above, each with its best N; keep the closer count
-        options = []
+    if cls.match_option is not None:
+        # the nearest valid widths below and above, each with its best option value; keep the closer count
+        tuned = []
         for i in sorted((i for i in cache if cache[i] is not None), key=lambda i: abs(cache[i] - target))[:2]:
-            cand = _candidate(config, mixer, widths[i])
+            cand = _candidate(config, mixer, widths[i], options)
             assert cand is not None
-            options.append(_tune_state_size(cand, target, cache[i]))
-        matched, n_params = min(options, key=lambda cn: abs(cn[1] - target))
+            tuned.append(_tune_option(cand, cls.match_option, target, cache[i]))
+        matched, n_params = min(tuned, key=lambda cn: abs(cn[1] - target))
     report = {
         "mixer": mixer, "target_params": target, "params": n_params, "rel_diff": n_params / target - 1,
         "d_model": matched.d_model, "mixer_options": dict(matched.mixer_options), "tolerance": tolerance,
@@ -120,19 +107,22 @@ def match_baseline(
     return matched, report
 
 
-def _tune_state_size(config: SessaConfig, target: int, n_params: int) -> tuple[SessaConfig, int]:
-    """Fine step for Mamba2: one width step moves the count by several %, the SSM state size N (linear in
-    the count) closes the gap; N stays within [N0 / 2, 4 N0] of the requested (or default) N0."""
-    from sessa.layers.mamba2 import MAMBA2_DEFAULTS
-
-    n0 = config.mixer_options.get("state_size", MAMBA2_DEFAULTS["state_size"])
+def _tune_option(config: SessaConfig, name: str, target: int, n_params: int) -> tuple[SessaConfig, int]:
+    """Fine step: one width step moves the count by several %, an int option linear in the count (Mamba2's
+    state size N) closes the gap; it stays within [n0 / 2, 4 n0] of the requested (or default) n0."""
+    n0 = mixer_options(config)[name]
 
     def with_n(n: int) -> SessaConfig:
-        return dataclasses.replace(config, mixer_options={**config.mixer_options, "state_size": n})
+        return dataclasses.replace(config, mixer_options={**config.mixer_options, name: n})
 
     slope = count_parameters(with_n(n0 + 1)) - count_parameters(with_n(n0))
     p0 = count_parameters(with_n(n0))
+    if slope <= 0:
+        return config, n_params
     n = min(4 * n0, max(n0 // 2, round(n0 + (target - p0) / slope)))
-    cand = with_n(n)
+    try:
+        cand = with_n(n)
+    except ValueError:
+        return config, n_params
     p = count_parameters(cand)
     return (cand, p) if abs(p - target) < abs(n_params - target) else (config, n_params)

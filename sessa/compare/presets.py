@@ -5,6 +5,8 @@ tokens with the authors' character counting; Diffuse MQAR train lags 64-128, tes
 fits about 2 minutes per model on 2 CPU cores. "paper" and "paper-350m" follow the paper's sizes for GPU
 users (123.7M and 344.9M parameters with a 50,257-token vocabulary; fewer with a task's small vocabulary,
 e.g. 85M and 287M on SymbolSoup); their SymbolSoup examples are 1024-2048 tokens long as in the paper.
+A preset's "budget" holds sessa.train.TrainConfig fields; "mixer_options" maps a mixer name to the options
+its matched baseline starts from.
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ import copy
 import os
 from typing import Any
 
-MODELS = ("sessa", "attention", "mamba2", "sessa-nofb")
+from sessa.layers.mixers import MIXERS
+
+# models beyond the mixer table: the paper's ablation of Sessa's feedback (same width as "sessa")
+VARIANTS: dict[str, dict[str, Any]] = {"sessa-nofb": {"mixer": "sessa", "feedback": False}}
+
+
+def model_names() -> tuple[str, ...]:
+    """Every model `sessa bench` can train: each mixer of sessa.layers.mixers.MIXERS, then the variants."""
+    return (*MIXERS, *VARIANTS)
+
 
 _TASKS_LAPTOP: dict[str, dict[str, Any]] = {
     "symbolsoup": {"min_len": 128, "max_len": 256, "tokenization": "compact", "n_train": 20000,
@@ -46,7 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "precision": "bf16"},
         "tasks": _TASKS_PAPER,
         "seeds": [0, 1],
-        "mamba2_options": {"expand": 2, "head_dim": 64, "state_size": 64},
+        "mixer_options": {"mamba2": {"expand": 2, "head_dim": 64, "state_size": 64}},
     },
     "paper-350m": {
         "model": {"d_model": 1152, "n_layers": 24, "n_heads": 18, "impl": "auto", "max_seq_len": 2048},
@@ -55,11 +66,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "precision": "bf16"},
         "tasks": _TASKS_PAPER,
         "seeds": [0, 1],
-        "mamba2_options": {"expand": 2, "head_dim": 64, "state_size": 64},
+        "mixer_options": {"mamba2": {"expand": 2, "head_dim": 64, "state_size": 64}},
     },
 }
 
-_KEYS = {"model", "budget", "tasks", "seeds", "mamba2_options"}
+_KEYS = {"model", "budget", "tasks", "seeds", "mixer_options"}
 
 
 def get_preset(name_or_path: str) -> dict[str, Any]:
@@ -86,7 +97,11 @@ def get_preset(name_or_path: str) -> dict[str, Any]:
         raise ValueError(f"preset file {name_or_path}: missing keys {missing}")
     data.setdefault("tasks", {})
     data.setdefault("seeds", [0])
-    for key in ("model", "budget", "tasks", "mamba2_options"):
+    for key in ("model", "budget", "tasks", "mixer_options"):
         if key in data and not isinstance(data[key], dict):
             raise ValueError(f"preset file {name_or_path}: {key!r} must be a mapping")
+    for name, options in data.get("mixer_options", {}).items():
+        if name not in MIXERS or not isinstance(options, dict):
+            raise ValueError(f"preset file {name_or_path}: mixer_options maps a mixer of {list(MIXERS)} to a "
+                             f"mapping of its options, got {name!r}: {options!r}")
     return data

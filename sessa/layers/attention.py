@@ -10,18 +10,24 @@ between the "attention" and "sessa" models is the mixer's feedback solve (and th
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sessa.layers.checks import check_heads, check_positive_float
-from sessa.layers.registry import register_mixer
 from sessa.layers.rope import apply_rope
 from sessa.ops.utils import check_tensor
 
 
 class AttentionMixer(nn.Module):
     """s = causal MHA(a_bar) with RoPE and scaled-dot-product attention (SDPA)."""
+
+    # what the mixer table needs (sessa.layers.mixers): forward's extra arguments, mixer_options, matching
+    accepts: ClassVar[frozenset[str]] = frozenset({"attention_mask"})
+    options: ClassVar[dict[str, Any]] = {}
+    match_option: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -46,6 +52,11 @@ class AttentionMixer(nn.Module):
 
     def build_before_output(self) -> None:
         """Subclass hook: modules created here draw their initial weights after W_v and before W_o."""
+
+    @classmethod
+    def from_config(cls, config: Any) -> AttentionMixer:
+        """SessaConfig(mixer="attention"): uses d_model, n_heads, n_kv_heads, rope, rope_theta."""
+        return cls(config.d_model, config.n_heads, config.n_kv_heads, config.rope, rope_theta=config.rope_theta)
 
     def forward_qkv(self, a: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """q [B, T, H, d], k, v [B, T, Hkv, d], with RoPE applied to q and k at the given positions."""
@@ -92,12 +103,3 @@ class AttentionMixer(nn.Module):
         allowed = allowed | torch.eye(T, dtype=torch.bool, device=device)[None]
         return allowed[:, None]
 
-
-@register_mixer("attention")
-def _attention(config) -> nn.Module:
-    """Factory for SessaConfig(mixer="attention"): uses d_model, n_heads, n_kv_heads, rope, rope_theta."""
-    if config.mixer_options:
-        raise ValueError(f"mixer_options are not used by mixer 'attention'; got {sorted(config.mixer_options)}")
-    return AttentionMixer(
-        config.d_model, config.n_heads, config.n_kv_heads, config.rope, rope_theta=config.rope_theta
-    )

@@ -10,12 +10,11 @@ this file only maps our config onto its Mamba2Config and validates the options (
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from sessa.layers.registry import register_mixer
 from sessa.ops.utils import check_positive_int, check_tensor
 
 # Mamba2 options accepted in SessaConfig.mixer_options, with defaults suited to small models.
@@ -52,23 +51,38 @@ def mamba2_options(d_model: int, options: dict[str, Any] | None) -> dict[str, in
     return {**opts, "num_heads": num_heads}
 
 
-class Mamba2MixerWrapper(nn.Module):
-    """s = Mamba2Mixer(a_bar): [B, T, D] -> [B, T, D] with the transformers module doing all the work."""
+class Mamba2Mixer(nn.Module):
+    """s = transformers' Mamba2Mixer(a_bar): [B, T, D] -> [B, T, D], the transformers module doing all the work."""
+
+    # what the mixer table needs (sessa.layers.mixers); parameter matching tunes the SSM state size N after
+    # the width, because one width step moves the parameter count by several per cent
+    accepts: ClassVar[frozenset[str]] = frozenset({"attention_mask"})
+    options: ClassVar[dict[str, Any]] = MAMBA2_DEFAULTS
+    match_option: ClassVar[str | None] = "state_size"
 
     def __init__(self, d_model: int, options: dict[str, Any] | None = None, ln_eps: float = 1e-5) -> None:
         super().__init__()
         from transformers.models.mamba2.configuration_mamba2 import Mamba2Config
-        from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
+        from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer as HFMamba2Mixer
 
         opts = mamba2_options(d_model, options)
-        self.d_model, self.options = d_model, opts
+        self.d_model, self.settings = d_model, opts  # the full options, num_heads included
         hf_config = Mamba2Config(
             hidden_size=d_model, num_heads=opts["num_heads"], head_dim=opts["head_dim"], expand=opts["expand"],
             state_size=opts["state_size"], n_groups=opts["n_groups"], conv_kernel=opts["conv_kernel"],
             chunk_size=opts["chunk_size"], num_hidden_layers=1, vocab_size=1, layer_norm_epsilon=ln_eps,
             pad_token_id=None, bos_token_id=None, eos_token_id=None,
         )
-        self.mamba = Mamba2Mixer(hf_config, layer_idx=0)
+        self.mamba = HFMamba2Mixer(hf_config, layer_idx=0)
+
+    @classmethod
+    def from_config(cls, config: Any) -> Mamba2Mixer:
+        """SessaConfig(mixer="mamba2", mixer_options={...}): d_model, ln_eps and the options (MAMBA2_DEFAULTS)."""
+        return cls(config.d_model, config.mixer_options, config.ln_eps)
+
+    @classmethod
+    def check_options(cls, d_model: int, options: dict[str, Any]) -> None:
+        mamba2_options(d_model, options)
 
     def forward(self, a: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """a_bar [B, T, D] -> s [B, T, D]; attention_mask [B, T] zeroes padded positions (HF convention)."""
@@ -81,8 +95,3 @@ class Mamba2MixerWrapper(nn.Module):
                 raise ValueError(f"attention_mask must have shape [B, T] = {tuple(a.shape[:2])}")
         return self.mamba(a, attention_mask=attention_mask)
 
-
-@register_mixer("mamba2")
-def _mamba2(config) -> nn.Module:
-    """Factory for SessaConfig(mixer="mamba2", mixer_options={...}): see MAMBA2_DEFAULTS."""
-    return Mamba2MixerWrapper(config.d_model, config.mixer_options, config.ln_eps)

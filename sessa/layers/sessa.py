@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -24,6 +25,11 @@ from sessa.ops.utils import check_cu_seqlens, check_tensor
 
 class SessaMixer(AttentionMixer):
     """s_t = f_t + gamma_t * sum_{j<t} alpha_fb[t, j] s_j, with f = causal MHA(a_bar) (the AttentionMixer)."""
+
+    # what the mixer table needs (sessa.layers.mixers): forward's extra arguments, mixer_options, matching
+    accepts: ClassVar[frozenset[str]] = frozenset({"attention_mask", "cu_seqlens", "cache"})
+    options: ClassVar[dict[str, Any]] = {}
+    match_option: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -52,6 +58,14 @@ class SessaMixer(AttentionMixer):
     def build_before_output(self) -> None:
         """Feedback branch: one head of full width D, no RoPE; rows [0, D) give q_b, [D, 2D) give k_b."""
         self.fb_proj = nn.Linear(self.d_model, 2 * self.d_model)
+
+    @classmethod
+    def from_config(cls, config: Any) -> SessaMixer:
+        """SessaConfig(mixer="sessa"), the default: every field of the config except mixer_options (none)."""
+        return cls(
+            config.d_model, config.n_heads, config.n_kv_heads, config.gamma_max, config.rope,
+            rope_theta=config.rope_theta, feedback=config.feedback, impl=config.impl, chunk_size=config.chunk_size,
+        )
 
     def feedback_inputs(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q_b, k_b [B, T, 1, D] and gamma [B, T, 1], |gamma| <= gamma_max."""

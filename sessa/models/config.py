@@ -1,4 +1,8 @@
-"""SessaConfig: every hyper-parameter of a Sessa language model, validated on construction."""
+"""SessaConfig: every hyper-parameter of a Sessa language model, validated on construction.
+
+The fields are written once, in `SessaFields`; the plain `SessaConfig` here and the Hugging Face config
+(`sessa.models.hf_config.SessaConfig`) both inherit them and run the same checks.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessa.layers.checks import check_gamma_max, check_heads, check_positive_float
+from sessa.layers.mixers import mixer_options
 from sessa.ops import DEFAULT_CHUNK_SIZE
 from sessa.ops.utils import check_positive_int
+from sessa.utils import did_you_mean
+
+IMPLS = ("auto", "chunk", "naive", "recurrent")
 
 
 @dataclass
-class SessaConfig:
+class SessaFields:
     """Embedding -> n_layers x gated block (mixer: Sessa by default) -> final LayerNorm -> LM head.
 
-    There is no separate MLP: the paper's block is the gated mixer block (PAPER_NOTES.md, "The model").
-    `max_seq_len` is the context the model is meant for (data blocks, generation limit); the layer itself
-    has no positional limit. `feedback=False` is the paper's ablation (s = f).
+    There is no separate MLP: the paper's block is the gated mixer block (docs/equations.md). `max_seq_len`
+    is the context the model is meant for (data blocks, generation limit); the layer itself has no
+    positional limit. `feedback=False` is the paper's ablation (s = f). `mixer` names an entry of
+    `sessa.layers.mixers.MIXERS`; `mixer_options` are that mixer's options (unknown keys are an error).
     """
 
     vocab_size: int = 256
@@ -38,7 +47,8 @@ class SessaConfig:
     init_std: float = 0.02
     mixer_options: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    def check_fields(self) -> None:
+        """Raise TypeError / ValueError naming the first field that is out of range."""
         for name in ("vocab_size", "d_model", "n_layers", "max_seq_len", "chunk_size"):
             check_positive_int(name, getattr(self, name))
         check_heads(self.d_model, self.n_heads, self.n_kv_heads, self.rope)
@@ -49,27 +59,41 @@ class SessaConfig:
         for name in ("tie_embeddings", "feedback"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if not isinstance(self.mixer, str):
-            raise TypeError(f"mixer must be a str, got {self.mixer!r}")
-        if self.impl not in ("auto", "chunk", "naive", "recurrent"):
-            raise ValueError(f"impl must be one of auto, chunk, naive, recurrent; got {self.impl!r}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {self.impl!r}")
         if not isinstance(self.mixer_options, dict):
             raise TypeError(f"mixer_options must be a dict, got {type(self.mixer_options).__name__}")
+        mixer_options(self)  # the mixer's name and its options
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+
+# the architecture fields, in order (shared by both configs)
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SessaFields))
+
+
+@dataclass
+class SessaConfig(SessaFields):
+    """The torch-only model config (see SessaFields for the fields); `to_dict` / `from_dict` for JSON."""
+
+    def __post_init__(self) -> None:
+        self.check_fields()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SessaConfig:
-        """Build from a dict; unknown keys raise ValueError (nothing is silently dropped)."""
+        """Build from a dict; an unknown key raises ValueError naming it and the nearest field."""
         if not isinstance(d, dict):
             raise TypeError(f"config must be a dict, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown SessaConfig fields {unknown}; allowed: {sorted(known)}")
+        for key in d:
+            if key not in FIELDS:
+                raise ValueError(f"unknown SessaConfig field {key!r}{did_you_mean(key, FIELDS)}; "
+                                 f"fields: {list(FIELDS)}")
         return cls(**d)
+
+
+__all__ = ["SessaConfig", "SessaFields", "FIELDS", "IMPLS"]

@@ -14,10 +14,6 @@ from sessa.models.hf_config import SessaConfig
 from sessa.models.hf_model import SessaForCausalLM, SessaModel, SessaPreTrainedModel
 from sessa.models.lm import SessaLM
 
-# state_dict prefix of the core modules inside SessaForCausalLM (the head stays "lm_head.weight")
-CORE_PREFIX = "model.core."
-HEAD_KEY = "lm_head.weight"
-
 
 def register() -> None:
     """Make AutoConfig / AutoModel / AutoModelForCausalLM build Sessa models (idempotent)."""
@@ -36,10 +32,7 @@ def to_hf(core_model: SessaLM, **config_kwargs: Any) -> SessaForCausalLM:
     config = SessaConfig.from_core(core_model.config, **config_kwargs)
     param = next(core_model.parameters())
     model = SessaForCausalLM(config).to(device=param.device, dtype=param.dtype)
-    state = {}
-    for key, value in core_model.state_dict().items():
-        state[HEAD_KEY if key == HEAD_KEY else CORE_PREFIX + key] = value
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(core_model.state_dict(), strict=True)  # the same weight names
     model.train(core_model.training)
     return model
 
@@ -50,15 +43,7 @@ def from_hf(hf_model: SessaForCausalLM) -> SessaLM:
         raise TypeError(f"hf_model must be a SessaForCausalLM, got {type(hf_model).__name__}")
     param = next(hf_model.parameters())
     core = SessaLM(hf_model.config.to_core()).to(device=param.device, dtype=param.dtype)
-    state = {}
-    for key, value in hf_model.state_dict().items():
-        if key == HEAD_KEY:
-            state[key] = value
-        elif key.startswith(CORE_PREFIX):
-            state[key[len(CORE_PREFIX):]] = value
-        else:  # nothing else belongs to the model; refuse rather than drop it
-            raise ValueError(f"unexpected state_dict key {key!r} in hf_model")
-    core.load_state_dict(state, strict=True)
+    core.load_state_dict(hf_model.state_dict(), strict=True)  # the same weight names; strict: nothing dropped
     core.train(hf_model.training)
     return core
 

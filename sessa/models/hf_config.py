@@ -1,8 +1,8 @@
-"""SessaConfig for Hugging Face transformers (model_type "sessa"): the core config's fields as a PreTrainedConfig.
+"""SessaConfig for Hugging Face transformers (model_type "sessa"): the core fields as a PreTrainedConfig.
 
-The field names and defaults are those of the plain dataclass `sessa.models.config.SessaConfig`; the
-standard transformers names (hidden_size, num_hidden_layers, tie_word_embeddings, ...) are aliases via
-`attribute_map`, so generic transformers code reads the right values.
+The architecture fields are inherited from `sessa.models.config.SessaFields` (names, types, defaults and
+checks written once); the standard transformers names (hidden_size, num_hidden_layers, tie_word_embeddings,
+...) are aliases via `attribute_map`, so generic transformers code reads the right values.
 """
 
 from __future__ import annotations
@@ -10,17 +10,22 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from transformers import PreTrainedConfig
+from transformers import GenerationConfig, PreTrainedConfig
 
+from sessa.models.config import FIELDS, SessaFields
 from sessa.models.config import SessaConfig as CoreSessaConfig
-from sessa.ops import DEFAULT_CHUNK_SIZE
+from sessa.utils import did_you_mean
 
-# the fields shared with the core dataclass, in its order (the HF config adds token ids and use_cache)
-CORE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CoreSessaConfig))
+# keys transformers writes into config.json or passes while loading (PreTrainedConfig consumes them)
+_TRANSFORMERS_KEYS = frozenset({
+    "model_type", "torch_dtype", "num_labels", "name_or_path", "_name_or_path", "_commit_hash", "auto_map",
+    "output_attentions", "attn_implementation", "experts_implementation", "per_layer_config",
+    "_attn_implementation_internal", "_experts_implementation_internal",
+})
 
 
-class SessaConfig(PreTrainedConfig):
-    """Hyper-parameters of a Sessa LM (same names/defaults as the core SessaConfig) + HF token ids."""
+class SessaConfig(PreTrainedConfig, SessaFields):
+    """Hyper-parameters of a Sessa LM (the core SessaConfig's fields) + transformers' token ids and use_cache."""
 
     model_type: ClassVar[str] = "sessa"
     attribute_map: ClassVar[dict[str, str]] = {
@@ -33,32 +38,41 @@ class SessaConfig(PreTrainedConfig):
         "layer_norm_eps": "ln_eps",
     }
 
-    vocab_size: int = 256
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 1
-    n_kv_heads: int | None = None
-    gamma_max: float = 0.999
-    rope: bool = True
-    rope_theta: float = 10000.0
-    max_seq_len: int = 2048
-    tie_embeddings: bool = True
-    ln_eps: float = 1e-5
-    feedback: bool = True
-    mixer: str = "sessa"
-    impl: str = "auto"
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    init_std: float = 0.02
-    mixer_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    # transformers-side fields
+    # transformers-side fields (the architecture fields come from SessaFields)
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
     use_cache: bool = True
 
+    def __init__(self, **kwargs: Any) -> None:
+        """Keyword arguments: the fields, their transformers aliases (hidden_size=... for d_model, ...) and the
+        keys transformers itself saves or passes. An alias that contradicts its field, or any other key,
+        raises ValueError naming it (a typo is never silently stored)."""
+        for alias, name in self.attribute_map.items():
+            if alias in kwargs:
+                value = kwargs.pop(alias)
+                if name in kwargs and kwargs[name] != value:
+                    raise ValueError(f"{alias}={value!r} contradicts {name}={kwargs[name]!r} ({alias} is another "
+                                     f"name for {name}); pass one of them")
+                kwargs[name] = value
+        fields = dataclasses.fields(self)
+        names = {f.name for f in fields}
+        for key in kwargs:
+            if key not in names and key not in _TRANSFORMERS_KEYS and key not in _GENERATION_KEYS:
+                raise ValueError(f"unknown SessaConfig key {key!r}{did_you_mean(key, [*FIELDS, *self.attribute_map])}"
+                                 f"; fields: {list(FIELDS)}")
+        for f in fields:
+            if f.name in kwargs:
+                value = kwargs.pop(f.name)
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                value = f.default
+            setattr(self, f.name, value)
+        self.__post_init__(**kwargs)
+
     def __post_init__(self, **kwargs: Any) -> None:
-        # Validate with the core dataclass so both configs accept exactly the same values.
-        self.to_core()
+        self.check_fields()  # the same checks as the core config
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < self.vocab_size):
@@ -69,17 +83,21 @@ class SessaConfig(PreTrainedConfig):
 
     def to_core(self) -> CoreSessaConfig:
         """The plain `sessa.models.config.SessaConfig` with the same architecture fields."""
-        return CoreSessaConfig(**{name: _copy(getattr(self, name)) for name in CORE_FIELDS})
+        return CoreSessaConfig(**{name: _copy(getattr(self, name)) for name in FIELDS})
 
     @classmethod
     def from_core(cls, core: CoreSessaConfig, **kwargs: Any) -> SessaConfig:
         """HF config from a core config; kwargs add transformers fields (token ids, use_cache, ...)."""
         if not isinstance(core, CoreSessaConfig):
             raise TypeError(f"core must be a sessa.models.config.SessaConfig, got {type(core).__name__}")
-        clash = sorted(set(kwargs) & set(CORE_FIELDS))
+        clash = sorted(set(kwargs) & {*FIELDS, *cls.attribute_map})
         if clash:
             raise ValueError(f"{clash} come from the core config; change them there, not in kwargs")
-        return cls(**{name: _copy(getattr(core, name)) for name in CORE_FIELDS}, **kwargs)
+        return cls(**{name: _copy(getattr(core, name)) for name in FIELDS}, **kwargs)
+
+
+# generation settings older configs may still carry (transformers moves them to GenerationConfig)
+_GENERATION_KEYS = frozenset(GenerationConfig().to_dict())
 
 
 def _copy(v: Any) -> Any:
@@ -87,4 +105,5 @@ def _copy(v: Any) -> Any:
     return dict(v) if isinstance(v, dict) else v
 
 
-__all__ = ["SessaConfig", "CORE_FIELDS"]
+
+__all__ = ["SessaConfig"]

@@ -1,14 +1,14 @@
-"""SessaModel / SessaForCausalLM: transformers PreTrainedModel wrappers around the core SessaLM.
+"""SessaModel / SessaForCausalLM: the transformers PreTrainedModel classes of the Sessa LM.
 
-Nothing is re-implemented: `SessaModel.core` is a core `SessaLM` whose head is the identity, so its
-output is the final-norm hidden state; `SessaForCausalLM` adds the (tied) LM head. Logits therefore equal
-the core model's bit for bit, and the cache is the core `sessa.layers.cache.SessaCache`.
+Nothing is re-implemented: `SessaModel` holds the core modules (`embed_tokens`, `layers`, `norm`, built by
+`sessa.models.lm.decoder_modules`) and runs the core `decoder_forward`; `SessaForCausalLM` adds the (tied)
+LM head and the core `lm_loss`. Weight names are those of the core `SessaLM`, so logits equal the core
+model's bit for bit, and the cache is the core `sessa.layers.cache.SessaCache`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import shutil
 import tempfile
@@ -25,7 +25,8 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from sessa.layers.cache import SessaCache
 from sessa.models.hf_config import SessaConfig
-from sessa.models.lm import IGNORE_INDEX, SessaLM, check_token_ids
+from sessa.models.legacy import V0_1_KEY_MAPPING
+from sessa.models.lm import check_labels, decoder_forward, decoder_modules, lm_loss, supports_cache
 
 # keyword arguments transformers may pass that we accept (checked, never silently used otherwise)
 _PASSTHROUGH_KWARGS = frozenset({"num_items_in_batch"})
@@ -49,8 +50,10 @@ class SessaPreTrainedModel(PreTrainedModel):
 
         Weights loaded from safetensors are views into the memory-mapped file at arbitrary byte offsets;
         CPU matmul kernels round differently on unaligned data, so logits would not match the saved model
-        bit for bit (and the file would stay mapped). One copy per tensor fixes both.
+        bit for bit (and the file would stay mapped). One copy per tensor fixes both. Weight names of
+        sessa 0.1 folders are renamed on load.
         """
+        kwargs.setdefault("key_mapping", V0_1_KEY_MAPPING)  # folders saved by sessa 0.1 (sessa.models.legacy)
         result = super().from_pretrained(*args, **kwargs)
         model = result[0] if isinstance(result, tuple) else result
         _own_cpu_storage(model)
@@ -58,7 +61,12 @@ class SessaPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """transformers' save_pretrained, written to a temporary sub-folder and moved in file by file with
-        os.replace, so an interrupted save never leaves a half-written file under a final name."""
+        os.replace, so an interrupted save never leaves a half-written file under a final name.
+
+        Weights are saved under today's names: the 0.1 renaming applied on load is not reverted (transformers
+        would otherwise write the old names back, as save_original_format=True does for its own models).
+        """
+        kwargs.setdefault("save_original_format", False)
         if kwargs.get("push_to_hub"):
             return super().save_pretrained(save_directory, *args, **kwargs)
         if not isinstance(save_directory, (str, os.PathLike)):
@@ -101,31 +109,24 @@ class SessaPreTrainedModel(PreTrainedModel):
 
 
 class SessaModel(SessaPreTrainedModel):
-    """Embedding -> n_layers gated blocks -> final LayerNorm; returns the normed hidden states."""
+    """embed_tokens -> n_layers gated blocks (`layers`) -> final LayerNorm (`norm`); returns the normed states."""
 
     def __init__(self, config: SessaConfig) -> None:
         if not isinstance(config, SessaConfig):
             raise TypeError(f"config must be a sessa.models.hf.SessaConfig, got {type(config).__name__}")
         super().__init__(config)
-        core = SessaLM(config.to_core())
-        # The head lives in SessaForCausalLM; with the identity here the core returns norm(h).
-        core.lm_head = nn.Identity()
-        self.core = core
-        # baseline mixers (attention, mamba2) may not take a cache: then use_cache defaults to False
-        self.supports_cache = all(
-            "cache" in inspect.signature(type(layer.mixer).forward).parameters for layer in core.layers
-        )
+        self.embed_tokens, self.layers, self.norm = decoder_modules(config)
+        # baseline mixers (e.g. attention) may not take a cache: then use_cache defaults to False
+        self.supports_cache = supports_cache(config)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.core.embed
+        return self.embed_tokens
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         if not isinstance(value, nn.Embedding):
             raise TypeError(f"value must be an nn.Embedding, got {type(value).__name__}")
-        self.core.embed = value
-        # resize_token_embeddings lands here: the core checks ids against its own config's vocab_size
-        self.core.config.vocab_size = value.num_embeddings
+        self.embed_tokens = value  # input ids are checked against its num_embeddings
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -154,7 +155,7 @@ class SessaModel(SessaPreTrainedModel):
         use_cache: bool | None,
         output_hidden_states: bool | None,
     ) -> tuple[torch.Tensor, SessaCache | None, tuple[torch.Tensor, ...] | None]:
-        """The core forward with transformers' argument conventions (use_cache default, mask, hidden states)."""
+        """The core decoder forward with transformers' conventions (use_cache default, mask, hidden states)."""
         if inputs_embeds is not None:
             raise ValueError("inputs_embeds is not supported by Sessa models; pass input_ids")
         if input_ids is None:
@@ -166,19 +167,20 @@ class SessaModel(SessaPreTrainedModel):
         if output_hidden_states is None:
             output_hidden_states = bool(self.config.output_hidden_states)
         mask = _drop_all_ones(attention_mask, input_ids, cache)
-        with _capture_hidden(self.core, output_hidden_states) as hidden:
-            out = self.core(input_ids, attention_mask=mask, cache=cache, use_cache=use_cache or cache is not None)
+        with _capture_hidden(self, output_hidden_states) as hidden:
+            h, cache = decoder_forward(self, input_ids, attention_mask=mask, cache=cache,
+                                       use_cache=use_cache or cache is not None)
         states = None
         if output_hidden_states:
-            hidden[-1] = out.logits  # the last entry is the normed final state, as in transformers' models
+            hidden[-1] = h  # the last entry is the normed final state, as in transformers' models
             states = tuple(hidden)
-        return out.logits, out.cache, states
+        return h, cache, states
 
 
 class SessaForCausalLM(SessaPreTrainedModel, GenerationMixin):
     """SessaModel + LM head (tied to the embedding when config.tie_embeddings)."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.core.embed.weight"}
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: SessaConfig) -> None:
         if not isinstance(config, SessaConfig):
@@ -220,7 +222,11 @@ class SessaForCausalLM(SessaPreTrainedModel, GenerationMixin):
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast | tuple:
-        """logits = lm_head(SessaModel(input_ids)); with labels [B, T] (aligned, shifted inside), the mean CE."""
+        """logits = lm_head(SessaModel(input_ids)); with labels [B, T] (aligned, shifted inside), lm_loss.
+
+        num_items_in_batch (passed by transformers' Trainer under gradient accumulation) turns the loss into
+        the summed token loss divided by that count.
+        """
         _check_kwargs(kwargs, allowed=_PASSTHROUGH_KWARGS)
         h, cache, hidden = self.model._run(
             input_ids, attention_mask, cache, inputs_embeds, use_cache, output_hidden_states
@@ -228,16 +234,15 @@ class SessaForCausalLM(SessaPreTrainedModel, GenerationMixin):
         logits = self.lm_head(slice_logits_to_keep(h, logits_to_keep))
         loss = None
         if labels is not None:
-            check_token_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
-            if labels.shape != input_ids.shape:
-                raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, "
-                                 f"got {tuple(labels.shape)}")
+            labels = check_labels(labels, input_ids, self.config.vocab_size)
             if logits.shape[1] != labels.shape[1]:
                 raise ValueError("labels need logits at every position: use logits_to_keep=0 with labels")
-            loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=self.config.vocab_size, ignore_index=IGNORE_INDEX,
-                **kwargs,
-            )
+            n_items = kwargs.get("num_items_in_batch")
+            if n_items is None:
+                loss = lm_loss(logits, labels)
+            else:
+                n_items = n_items.to(logits.device) if isinstance(n_items, torch.Tensor) else n_items
+                loss = lm_loss(logits, labels, reduction="sum") / n_items
         out = CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache, hidden_states=hidden)
         return out if _return_dict(return_dict, self.config) else out.to_tuple()
 
@@ -290,7 +295,7 @@ def _drop_all_ones(attention_mask: object, input_ids: object, cache: object) -> 
 
 
 @contextlib.contextmanager
-def _capture_hidden(core: SessaLM, enabled: bool) -> Iterator[list[torch.Tensor]]:
+def _capture_hidden(model: SessaModel, enabled: bool) -> Iterator[list[torch.Tensor]]:
     """Collect the embedding output and every block's output (forward hooks, removed afterwards).
 
     The caller replaces the last entry by the final-norm state, giving transformers' N + 1 entries
@@ -304,7 +309,7 @@ def _capture_hidden(core: SessaLM, enabled: bool) -> Iterator[list[torch.Tensor]
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
         states.append(output[0] if isinstance(output, tuple) else output)
 
-    handles = [core.embed.register_forward_hook(hook)] + [m.register_forward_hook(hook) for m in core.layers]
+    handles = [model.embed_tokens.register_forward_hook(hook)] + [m.register_forward_hook(hook) for m in model.layers]
     try:
         yield states
     finally:

@@ -17,6 +17,7 @@ import importlib
 from collections.abc import Callable
 
 from sessa.tasks.base import IGNORE_INDEX, SPLITS, Task
+from sessa.utils import did_you_mean
 
 # name -> "module:Class", imported on first use so `import sessa.tasks` stays cheap
 BUILTIN_TASKS: dict[str, str] = {
@@ -52,7 +53,8 @@ def check_task_name(name: object, *, allow_import: bool, source: str = "task") -
     if name in BUILTIN_TASKS:
         return name
     if not is_code_reference(name):
-        raise ValueError(f"{source} must be one of {available_tasks()} or 'package.module:factory', got {name!r}")
+        raise ValueError(f"{source} must be one of {available_tasks()} or 'package.module:factory', got {name!r}"
+                         f"{did_you_mean(name, BUILTIN_TASKS)}")
     mod, _, attr = name.partition(":")
     if not (mod and attr and all(p.isidentifier() for p in mod.split(".")) and attr.isidentifier()):
         raise ValueError(f"{source} {name!r} is not of the form 'package.module:factory'")

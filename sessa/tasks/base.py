@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from sessa.models.lm import IGNORE_INDEX
+from sessa.utils import IGNORE_INDEX
 from sessa.utils.io import atomic_write
 
 SPLITS = ("train", "validation", "test")

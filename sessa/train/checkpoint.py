@@ -1,12 +1,13 @@
 """Checkpoints: safetensors for every tensor (model, optimizer), JSON for config and training state.
 
 Layout of `<out_dir>/checkpoints/step_00000100/`:
-  model.safetensors      full (gathered) weights; the tied LM head is stored once (as embed.weight)
+  model.safetensors      full (gathered) weights; the tied LM head is stored once (as model.embed_tokens.weight)
   optimizer.safetensors  AdamW moments and step counts, keyed "<param name>::<slot>"
   config.json            {"model": SessaConfig dict, "train": TrainConfig dict}
   state.json             step, scheduler, data position, RNG states, loss history, file sizes + sha256
 A checkpoint folder is filled under a ".tmp-*" name and renamed when complete (atomic), then
 `<out_dir>/checkpoints/latest` is atomically rewritten; only the last `keep_last` folders are kept.
+Checkpoints written by sessa 0.1 (other weight names) load too: names are upgraded on read (sessa.models.legacy).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from sessa.models import SessaConfig, SessaLM
+from sessa.models.legacy import upgrade_key, upgrade_keys
 from sessa.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 
 FORMAT_VERSION = 1
@@ -30,7 +32,7 @@ MODEL_FILE, OPTIM_FILE, CONFIG_FILE, STATE_FILE = "model.safetensors", "optimize
     "state.json"
 LATEST = "latest"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
-TIED_KEY, TIED_SOURCE = "lm_head.weight", "embed.weight"
+TIED_KEY, TIED_SOURCE = "lm_head.weight", "model.embed_tokens.weight"
 # Test-only hook (used by tests/train/test_checkpoint_kill.py): "STEP:SECONDS:MARKER" pauses the writer of
 # checkpoint STEP after its weights are written, so a test can SIGKILL it mid-save.
 PAUSE_ENV = "SESSA_TEST_CKPT_PAUSE"
@@ -208,7 +210,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     config = model_config(folder)
     model = SessaLM(config)
     file = os.path.join(folder, MODEL_FILE)
-    model.load_state_dict(check_weights(model, _load_tensors(file), file))
+    model.load_state_dict(check_weights(model, upgrade_keys(_load_tensors(file)), file))
     return model.to(device).eval()
 
 
@@ -287,7 +289,10 @@ def read_training_checkpoint(folder: str) -> tuple[dict[str, torch.Tensor], dict
     for key in ("step", "scheduler", "optimizer", "rng"):
         if key not in state:
             raise CheckpointError(f"{os.path.join(folder, STATE_FILE)}: missing field {key!r}")
-    weights = _load_tensors(os.path.join(folder, MODEL_FILE))
+    weights = upgrade_keys(_load_tensors(os.path.join(folder, MODEL_FILE)))
     opt_path = os.path.join(folder, OPTIM_FILE)
     optim = unflatten_optimizer(_load_tensors(opt_path), state["optimizer"], opt_path)
+    optim["state"] = upgrade_keys(optim["state"])
+    for group in optim["param_groups"]:
+        group["params"] = [upgrade_key(name) for name in group["params"]]
     return weights, optim, state

@@ -72,6 +72,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 0  # 0: evaluate only at the end
     eval_batches: int | None = 8  # None: the whole eval split
+    eval_batch_size: int | None = None  # sequences per evaluation batch (None: batch_size)
     eval_split: str = "validation"
     ckpt_every: int = 0  # 0: a checkpoint only at the end (when out_dir is set)
     keep_last: int = 3
@@ -102,6 +103,7 @@ class TrainConfig:
                          ("num_workers", 0)):
             _int(name, getattr(self, name), lo)
         _int("eval_batches", self.eval_batches, 1, none_ok=True)
+        _int("eval_batch_size", self.eval_batch_size, 1, none_ok=True)
         _int("stop_at", self.stop_at, 1, none_ok=True)
         if self.stop_at is not None and self.stop_at > self.steps:
             raise ValueError(f"stop_at must lie in [1, steps = {self.steps}], got {self.stop_at}")

@@ -91,7 +91,7 @@ def wrap_model(model: nn.Module, info: DistInfo, fsdp: bool) -> nn.Module:
         # FSDP cannot shard 0-d parameters (b_gamma is a scalar, as in the authors' state_dict): keep them
         # replicated and average their gradients ourselves (sync_replicated_grads).
         scalars = [p for p in model.parameters() if p.dim() == 0]
-        for block in model.layers:
+        for block in model.model.layers:
             fully_shard(block, ignored_params={p for p in block.parameters() if p.dim() == 0} or None)
         fully_shard(model, ignored_params=set(scalars) or None)
         model._sessa_replicated = scalars

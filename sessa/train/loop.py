@@ -15,10 +15,9 @@ import time
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from sessa.models import SessaLM
-from sessa.models.lm import IGNORE_INDEX
+from sessa.models.lm import lm_loss
 from sessa.tasks import build_task, check_task_object
 from sessa.train import distributed as D
 from sessa.train.checkpoint import CheckpointError, read_training_checkpoint, resolve_checkpoint
@@ -29,6 +28,7 @@ from sessa.train.logging import Progress, RunLogger
 from sessa.train.optim import WarmupCosine, build_optimizer
 from sessa.train.rng import seed_everything, set_rng_state
 from sessa.train.state import restore_state, save_state
+from sessa.utils import IGNORE_INDEX
 
 # Changing any of these between a run and its resume would change the trajectory: refuse.
 RESUME_MUST_MATCH = ("model", "task", "task_options", "batch_size", "seed", "steps", "lr", "weight_decay",
@@ -137,7 +137,8 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) ->
 
     end = cfg.stop_at or cfg.steps
     autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-    eval_kw = dict(batch_size=cfg.batch_size, micro_batch_size=micro, precision=cfg.precision, info=info)
+    eval_kw = dict(batch_size=cfg.eval_batch_size or cfg.batch_size, micro_batch_size=micro, precision=cfg.precision,
+                   info=info)
     progress = Progress(cfg.progress and info.is_main, end, start)
     last_ckpt, train_time, train_tokens = folder, 0.0, 0
     window: list[float] = []
@@ -160,8 +161,7 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) ->
                 with D.grad_sync(model, i == len(batches) - 1):
                     with autocast:
                         logits = model(ids).logits
-                    part = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                           labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+                    part = lm_loss(logits, labels, reduction="sum")
                     (part * (info.world_size / n_scored)).backward()
                 loss_sum += part.detach()
             loss_t = D.all_reduce_sum(loss_sum, info) / n_scored

@@ -104,7 +104,7 @@ def test_ssm_impulse_matches_autograd_of_the_scan():
 def test_mamba2_impulse_reproduces_the_modules_own_scan():
     pytest.importorskip("transformers.models.mamba2.modeling_mamba2")
     from sessa.analysis import mamba2_impulse_response
-    from sessa.layers.registry import build_mixer
+    from sessa.layers.mixers import build_mixer
     from sessa.models import SessaConfig
 
     opts = {"head_dim": 8, "state_size": 4, "chunk_size": 4}

@@ -31,9 +31,16 @@ def test_tolerance_too_tight_raises_naming_it():
         match_baseline(SessaConfig(vocab_size=10, d_model=8, n_layers=1), "attention", tolerance=1e-6)
 
 
+def test_matching_sessa_to_itself_keeps_the_width():
+    cfg, report = match_baseline(BASE, "sessa")
+    assert cfg == BASE and report["rel_diff"] == 0
+
+
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="mixer"):
-        match_baseline(BASE, "sessa")
+    with pytest.raises(ValueError, match="mixer must be one of"):
+        match_baseline(BASE, "gpt")
+    with pytest.raises(ValueError, match=r"mixer_options\['bogus'\]"):
+        match_baseline(BASE, "mamba2", mixer_options={"bogus": 1})
     with pytest.raises(ValueError, match="tolerance"):
         match_baseline(BASE, "attention", tolerance=2.0)
     with pytest.raises(TypeError, match="config"):

@@ -1,4 +1,8 @@
-"""Baseline mixers (attention, Mamba2): shapes, causality, gradients, equivalences and argument checks."""
+"""Every mixer of the table (Sessa and the baselines): shapes, causality, gradients, masks, the LM, checks.
+
+The generic tests run over sessa.layers.mixers.MIXERS with each mixer's default options, so a new entry in
+the table is tested without editing this file.
+"""
 
 import math
 
@@ -6,22 +10,27 @@ import pytest
 import torch
 
 from sessa.layers.attention import AttentionMixer
-from sessa.layers.mamba2 import Mamba2MixerWrapper, mamba2_options
-from sessa.layers.registry import build_mixer
+from sessa.layers.mamba2 import Mamba2Mixer, mamba2_options
+from sessa.layers.mixers import MIXERS, build_mixer
 from sessa.layers.rope import apply_rope
 from sessa.layers.sessa import SessaMixer
 from sessa.models import SessaConfig, SessaLM
 
 D = 32
+NO_CACHE = [name for name, cls in MIXERS.items() if "cache" not in cls.accepts]
+
+
+def config(kind: str, **kw) -> SessaConfig:
+    return SessaConfig(**{"vocab_size": 20, "d_model": D, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2,
+                          "mixer": kind, **kw})
 
 
 def make(kind: str) -> torch.nn.Module:
-    if kind == "attention":
-        return AttentionMixer(D, n_heads=4, n_kv_heads=2)
-    return Mamba2MixerWrapper(D, {"head_dim": 8, "state_size": 8, "chunk_size": 4})
+    """The mixer `kind` of the table with its default options."""
+    return build_mixer(config(kind))
 
 
-@pytest.mark.parametrize("kind", ["attention", "mamba2"])
+@pytest.mark.parametrize("kind", list(MIXERS))
 def test_shape_and_dtype(kind):
     m = make(kind)
     a = torch.randn(3, 11, D)
@@ -29,9 +38,9 @@ def test_shape_and_dtype(kind):
     assert s.shape == a.shape and s.dtype == a.dtype and torch.isfinite(s).all()
 
 
-@pytest.mark.parametrize("kind", ["attention", "mamba2"])
+@pytest.mark.parametrize("kind", list(MIXERS))
 def test_causal(kind):
-    """Output at t does not depend on inputs after t (T = 13 spans several Mamba2 chunks of 4)."""
+    """Output at t does not depend on inputs after t."""
     m = make(kind).eval()
     a = torch.randn(2, 13, D)
     t0 = 6
@@ -42,7 +51,16 @@ def test_causal(kind):
     assert (sa[:, t0 + 1:] - sb[:, t0 + 1:]).abs().max() > 1e-3  # later outputs do see the change
 
 
-@pytest.mark.parametrize("kind", ["attention", "mamba2"])
+def test_mamba2_causal_across_chunks():
+    """T = 13 spans several Mamba2 chunks of 4."""
+    m = Mamba2Mixer(D, {"head_dim": 8, "state_size": 8, "chunk_size": 4}).eval()
+    a = torch.randn(2, 13, D)
+    b = a.clone()
+    b[:, 7:] = torch.randn_like(b[:, 7:]) * 5
+    torch.testing.assert_close(m(a)[:, :7], m(b)[:, :7], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", list(MIXERS))
 def test_gradients_flow(kind):
     m = make(kind)
     a = torch.randn(2, 9, D, requires_grad=True)
@@ -83,7 +101,7 @@ def test_attention_matches_explicit_softmax_with_gqa_and_rope():
     torch.testing.assert_close(m(a), m.o_proj(ref))
 
 
-@pytest.mark.parametrize("kind", ["attention", "mamba2"])
+@pytest.mark.parametrize("kind", [name for name, cls in MIXERS.items() if "attention_mask" in cls.accepts])
 def test_attention_mask_hides_right_padding(kind):
     """Real tokens of a right-padded sequence get the outputs they get without padding."""
     m = make(kind).eval()
@@ -94,23 +112,38 @@ def test_attention_mask_hides_right_padding(kind):
 
 
 def test_mamba2_is_the_transformers_module():
-    from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
+    from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer as HFMamba2Mixer
 
-    m = Mamba2MixerWrapper(D, {"expand": 2, "head_dim": 16})
-    assert isinstance(m.mamba, Mamba2Mixer)
+    m = Mamba2Mixer(D, {"expand": 2, "head_dim": 16})
+    assert isinstance(m.mamba, HFMamba2Mixer)
     assert m.mamba.num_heads == 2 * D // 16 and m.mamba.ssm_state_size == 16
 
 
-@pytest.mark.parametrize("mixer", ["attention", "mamba2"])
-def test_registry_and_lm(mixer):
-    cfg = SessaConfig(vocab_size=20, d_model=D, n_layers=2, n_heads=2, mixer=mixer)
-    assert type(build_mixer(cfg)).__name__ in ("AttentionMixer", "Mamba2MixerWrapper")
+@pytest.mark.parametrize("mixer", list(MIXERS))
+def test_table_and_lm(mixer):
+    cfg = config(mixer)
+    assert type(build_mixer(cfg)) is MIXERS[mixer]
     lm = SessaLM(cfg)
+    assert all(type(layer.mixer) is MIXERS[mixer] for layer in lm.model.layers)
     ids = torch.randint(0, 20, (2, 9))
     out = lm(ids, labels=ids)
     assert out.logits.shape == (2, 9, 20) and torch.isfinite(out.loss)
     out.loss.backward()
-    assert lm.embed.weight.grad.abs().sum() > 0
+    assert lm.model.embed_tokens.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mixer", list(MIXERS))
+def test_unknown_mixer_option_is_named(mixer):
+    """mixer_options are checked against the mixer's own options: a typo is an error, never ignored."""
+    cls = MIXERS[mixer]
+    with pytest.raises(ValueError, match=r"mixer_options\['bogus'\].*allowed"):
+        config(mixer, mixer_options={"bogus": 1})
+    config(mixer, mixer_options=dict(cls.options))  # its own defaults are accepted
+
+
+def test_unknown_mixer_is_named_with_a_suggestion():
+    with pytest.raises(ValueError, match="did you mean 'mamba2'"):
+        SessaConfig(mixer="mamba3")
 
 
 @pytest.mark.parametrize(
@@ -129,7 +162,9 @@ def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="n_kv_heads"):
         AttentionMixer(D, n_heads=4, n_kv_heads=3)
     with pytest.raises(ValueError, match="mixer_options"):
-        build_mixer(SessaConfig(d_model=D, mixer="attention", mixer_options={"x": 1}))
+        SessaConfig(d_model=D, mixer="attention", mixer_options={"x": 1})
+    with pytest.raises(ValueError, match="mixer_options"):
+        SessaConfig(d_model=D, mixer="sessa", mixer_options={"state_size": 1})  # no longer silently ignored
     m = AttentionMixer(D, 2)
     with pytest.raises(ValueError, match="d_model"):
         m(torch.randn(1, 4, D + 2))
@@ -139,8 +174,8 @@ def test_bad_arguments_name_themselves():
         make("mamba2")(torch.randint(0, 3, (1, 4, D)))
 
 
-@pytest.mark.parametrize("mixer", ["attention", "mamba2"])
+@pytest.mark.parametrize("mixer", NO_CACHE)
 def test_decoding_cache_is_refused_by_name(mixer):
-    lm = SessaLM(SessaConfig(vocab_size=20, d_model=D, n_layers=1, mixer=mixer))
+    lm = SessaLM(config(mixer, n_layers=1))
     with pytest.raises(ValueError, match="Mixer"):
         lm(torch.randint(0, 20, (1, 4)), use_cache=True)

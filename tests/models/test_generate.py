@@ -20,7 +20,7 @@ def make_model(**kw) -> SessaLM:
     cfg.update(kw)
     model = SessaLM(SessaConfig(**cfg))
     with torch.no_grad():  # larger logits so greedy choices are well separated
-        model.embed.weight.normal_(0, 1.0)
+        model.model.embed_tokens.weight.normal_(0, 1.0)
     return model.eval()
 
 
@@ -86,7 +86,7 @@ def test_stop_token_and_padding_of_finished_rows():
 def test_seeded_sampling_is_reproducible_and_streamed():
     model = make_model()
     with torch.no_grad():  # a flat next-token distribution, so different seeds differ
-        model.embed.weight.mul_(0.1)
+        model.model.embed_tokens.weight.mul_(0.1)
     prompt = torch.randint(0, V, (1, 4))
     seen = []
     a = generate(model, prompt, max_new_tokens=10, do_sample=True, temperature=1.5, seed=7, streamer=seen.append)

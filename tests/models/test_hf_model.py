@@ -11,9 +11,9 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 import sessa  # noqa: F401  (registers the Auto classes)
 from sessa.layers.cache import SessaCache
 from sessa.layers.sessa import SessaMixer
+from sessa.models.config import FIELDS, SessaFields
 from sessa.models.config import SessaConfig as CoreSessaConfig
 from sessa.models.hf import SessaConfig, SessaForCausalLM, SessaModel, from_hf, to_hf
-from sessa.models.hf_config import CORE_FIELDS
 from sessa.models.lm import IGNORE_INDEX, SessaLM, lm_loss
 from sessa.tokenization import byte_tokenizer
 
@@ -32,16 +32,39 @@ def ids(B=2, T=9, V=256):
 
 
 def test_config_fields_and_defaults_match_core():
+    """The HF config inherits the core fields (written once), so names, types and defaults agree."""
     core_fields = {f.name: f for f in dataclasses.fields(CoreSessaConfig)}
-    assert set(CORE_FIELDS) == set(core_fields)
+    assert set(FIELDS) == set(core_fields)
+    assert issubclass(SessaConfig, SessaFields) and issubclass(CoreSessaConfig, SessaFields)
+    hf_fields = {f.name: f for f in dataclasses.fields(SessaConfig)}
+    assert all(hf_fields[name].type == core_fields[name].type for name in FIELDS)
     hf, core = SessaConfig(), CoreSessaConfig()
-    assert {name: getattr(hf, name) for name in CORE_FIELDS} == dataclasses.asdict(core)
+    assert {name: getattr(hf, name) for name in FIELDS} == dataclasses.asdict(core)
     assert SessaConfig.model_type == "sessa"
+
+
+def test_config_aliases_conflicts_and_typos():
+    assert SessaConfig(hidden_size=32, n_heads=2).d_model == 32
+    assert SessaConfig(d_model=32, hidden_size=32).d_model == 32  # the same value twice is fine
+    with pytest.raises(ValueError, match="hidden_size=32 contradicts d_model=64"):
+        SessaConfig(d_model=64, hidden_size=32)
+    with pytest.raises(ValueError, match="num_hidden_layers"):
+        SessaConfig(n_layers=2, num_hidden_layers=3)
+    with pytest.raises(ValueError, match="unknown SessaConfig key 'd_modle' \\(did you mean 'd_model'\\?\\)"):
+        SessaConfig(d_modle=64)
+    with pytest.raises(ValueError, match="did you mean 'hidden_size'"):
+        SessaConfig(hiden_size=64)
+    with pytest.raises(ValueError, match="n_heads"):  # an alias is checked like its field
+        SessaConfig(d_model=48, num_attention_heads=5)
+    # keys transformers itself passes or saves keep working
+    cfg = SessaConfig(model_type="sessa", torch_dtype="float32", attn_implementation="sdpa", max_length=20,
+                      transformers_version="5.0.0", architectures=["SessaForCausalLM"])
+    assert cfg.dtype == torch.float32
 
 
 def test_config_core_round_trip_and_aliases():
     core = CoreSessaConfig(vocab_size=100, d_model=48, n_layers=3, n_heads=4, n_kv_heads=2, rope=False,
-                           feedback=False, mixer_options={"x": 1})
+                           feedback=False, mixer="mamba2", mixer_options={"state_size": 8})
     hf = SessaConfig.from_core(core, eos_token_id=5)
     assert hf.to_core() == core
     assert hf.mixer_options is not core.mixer_options  # copied, not shared
@@ -90,14 +113,14 @@ def test_auto_classes_build_sessa_models():
 
 
 def _check_core_init(model: SessaForCausalLM, cfg: SessaConfig) -> None:
-    core = model.model.core
+    core = model.model
     mixers = [m for m in model.modules() if isinstance(m, SessaMixer)]
     assert len(mixers) == cfg.n_layers
     assert all(m.gamma_bias.item() == 1.0 for m in mixers)  # b_gamma starts at 1.0 (SESSA.md section 2)
     for ln in [core.norm] + [layer.norm for layer in core.layers]:
         assert torch.equal(ln.weight, torch.ones_like(ln.weight)) and torch.equal(ln.bias, torch.zeros_like(ln.bias))
     # embedding N(0, init_std), not N(0, 1) nor transformers' default scheme
-    std = core.embed.weight.std().item()
+    std = core.embed_tokens.weight.std().item()
     assert 0.9 * cfg.init_std < std < 1.1 * cfg.init_std
     # Linear layers keep torch's default init: uniform within +-1/sqrt(fan_in), std = bound/sqrt(3)
     for name, lin in model.named_modules():
@@ -133,12 +156,12 @@ def test_missing_weights_are_initialised_like_the_core(tmp_path):
 
 def test_tied_and_untied_embeddings(tmp_path):
     tied = tiny()
-    assert tied.lm_head.weight is tied.model.core.embed.weight
+    assert tied.lm_head.weight is tied.model.embed_tokens.weight
     untied = tiny(tie_embeddings=False)
-    assert untied.lm_head.weight is not untied.model.core.embed.weight
+    assert untied.lm_head.weight is not untied.model.embed_tokens.weight
     untied.save_pretrained(tmp_path)
     back = SessaForCausalLM.from_pretrained(tmp_path)
-    assert back.lm_head.weight is not back.model.core.embed.weight
+    assert back.lm_head.weight is not back.model.embed_tokens.weight
     assert torch.equal(back.lm_head.weight, untied.lm_head.weight)
 
 
@@ -174,7 +197,7 @@ def test_loss_matches_core_and_ignores_index():
     core = from_hf(model)
     torch.testing.assert_close(out.loss, core(x, labels=labels).loss)
     out.loss.backward()
-    assert model.model.core.layers[0].mixer.gamma_bias.grad is not None
+    assert model.model.layers[0].mixer.gamma_bias.grad is not None
     # transformers' Trainer passes num_items_in_batch (gradient accumulation): sum / that count
     n = torch.tensor(5)
     summed = model(x, labels=labels, use_cache=False, num_items_in_batch=n).loss
@@ -217,7 +240,8 @@ def test_core_conversion_is_bit_identical():
     back = from_hf(hf)
     assert isinstance(back, SessaLM) and back.config == core.config
     assert torch.equal(back(x).logits, core(x).logits)
-    assert back.lm_head.weight is back.embed.weight  # the core tie survives the trip
+    assert back.lm_head.weight is back.model.embed_tokens.weight  # the core tie survives the trip
+    assert list(hf.state_dict()) == list(core.state_dict())  # one layout: the same keys, in the same order
     with pytest.raises(TypeError, match="core_model"):
         to_hf(hf)
     with pytest.raises(TypeError, match="hf_model"):
@@ -236,7 +260,7 @@ def test_save_load_round_trip_bit_identical(tmp_path):
     ]
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert type(loaded) is SessaForCausalLM and not loaded.training
-    assert loaded.lm_head.weight is loaded.model.core.embed.weight
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
     for use_cache in (False, True):
         assert torch.equal(loaded(x, use_cache=use_cache).logits, model(x, use_cache=use_cache).logits)
     base = AutoModel.from_pretrained(tmp_path)  # the head-less model reads the same folder
@@ -244,11 +268,11 @@ def test_save_load_round_trip_bit_identical(tmp_path):
     assert AutoTokenizer.from_pretrained(tmp_path)("hi")["input_ids"] == [104, 105]
 
 
-def test_resize_token_embeddings_keeps_core_in_sync():
+def test_resize_token_embeddings():
     model = tiny()
     model.resize_token_embeddings(300, mean_resizing=False)
-    assert model.config.vocab_size == model.model.core.config.vocab_size == 300
-    assert model.lm_head.weight is model.model.core.embed.weight
+    assert model.config.vocab_size == model.model.embed_tokens.num_embeddings == 300
+    assert model.lm_head.weight is model.model.embed_tokens.weight
     assert model(torch.tensor([[299, 1]])).logits.shape == (1, 2, 300)
     with pytest.raises(TypeError, match="nn.Embedding"):
         model.set_input_embeddings(torch.nn.Linear(2, 2))

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from sessa import SessaConfig, SessaLM
+from sessa.models.lm import lm_loss
+from sessa.utils import IGNORE_INDEX
 
 
 def tiny(**kw):
@@ -26,7 +28,7 @@ def test_forward_shapes_and_loss():
 
 def test_ignore_index_and_tied_head():
     model = SessaLM(tiny())
-    assert model.lm_head.weight is model.embed.weight
+    assert model.lm_head.weight is model.model.embed_tokens.weight
     assert SessaLM(tiny(tie_embeddings=False)).lm_head.weight is not None
     ids = torch.randint(0, 32, (2, 8))
     labels = torch.full_like(ids, -100)
@@ -34,6 +36,34 @@ def test_ignore_index_and_tied_head():
     out = model(ids, labels=labels)
     manual = torch.nn.functional.cross_entropy(out.logits[:, -2], ids[:, -1])
     assert torch.allclose(out.loss, manual)
+
+
+def test_lm_loss_mean_sum_and_nothing_scored():
+    logits = torch.randn(3, 7, 11, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 11, (3, 7))
+    labels[0, 2:5] = IGNORE_INDEX
+    n = int((labels[:, 1:] != IGNORE_INDEX).sum())
+    ref = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11).float(), labels[:, 1:].reshape(-1),
+                                            ignore_index=IGNORE_INDEX, reduction="sum")
+    torch.testing.assert_close(lm_loss(logits, labels, reduction="sum"), ref)
+    torch.testing.assert_close(lm_loss(logits, labels), ref / n)
+    assert lm_loss(logits, labels).dtype == torch.float32  # computed in float32 whatever the logits' dtype
+    # nothing to score: the loss is 0 (not NaN) and the gradient is zero
+    none = torch.full_like(labels, IGNORE_INDEX)
+    loss = lm_loss(logits, none)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits.grad))
+    with pytest.raises(ValueError, match="reduction"):
+        lm_loss(logits, labels, reduction="none")
+
+
+def test_state_dict_uses_the_hugging_face_layout():
+    """model.embed_tokens / model.layers.N / model.norm / lm_head, as transformers' decoder models."""
+    keys = set(SessaLM(tiny(tie_embeddings=False)).state_dict())
+    assert {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
+            "model.layers.1.mixer.q_proj.weight"} <= keys
+    assert all(k.startswith(("model.embed_tokens.", "model.layers.", "model.norm.", "lm_head.")) for k in keys)
 
 
 def test_tiny_lm_overfits_a_fixed_batch():
@@ -84,7 +114,7 @@ def test_unknown_mixer_and_config_dict_round_trip():
         SessaLM(tiny(mixer="lstm"))
     cfg = tiny()
     assert SessaConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown SessaConfig fields"):
+    with pytest.raises(ValueError, match="unknown SessaConfig field 'n_layer' \\(did you mean 'n_layers'\\?\\)"):
         SessaConfig.from_dict({**cfg.to_dict(), "n_layer": 3})
 
 

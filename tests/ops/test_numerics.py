@@ -87,11 +87,11 @@ def test_non_finite_input_is_rejected_clearly():
     x = torch.randn(1, 5, 16)
     x[0, 2, 3] = float("nan")
     with pytest.raises(ValueError, match="NaN/Inf"):
-        model.layers[0](x)
+        model.model.layers[0](x)
     from sessa.ops.utils import set_finite_checks
 
     set_finite_checks(False)
     try:
-        assert torch.isnan(model.layers[0](x)).any()  # the documented opt-out really skips the check
+        assert torch.isnan(model.model.layers[0](x)).any()  # the documented opt-out really skips the check
     finally:
         set_finite_checks(True)

@@ -204,7 +204,7 @@ def test_bad_split_index_and_types():
         small(n_train=200.0)
     with pytest.raises(TypeError, match="unknown option"):
         build_task("symbolsoup", n_trian=20)
-    with pytest.raises(ValueError, match="name"):
+    with pytest.raises(ValueError, match="task must be one of"):
         build_task("soup")
     with pytest.raises(ValueError, match="not a SymbolSoup token"):
         encode("<bos> z")

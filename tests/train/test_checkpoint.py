@@ -50,7 +50,7 @@ def test_load_checkpoint_gives_the_trained_logits(run):
     ids = torch.randint(0, 16, (2, 16))
     with torch.no_grad():
         assert torch.equal(model(ids).logits, trained(ids).logits)
-    assert model.lm_head.weight is model.embed.weight  # tied head restored as a tie, not a copy
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # tied head restored as a tie, not a copy
 
 
 def test_save_model_round_trip(tmp_path):
@@ -96,7 +96,8 @@ def test_wrong_shape_is_named(tmp_path):
     save_model(SessaLM(SessaConfig(vocab_size=16, d_model=16, n_layers=1)), tmp_path / "a")
     atomic_write_json(tmp_path / "a" / "config.json", {"model": SessaConfig(vocab_size=16, d_model=32,
                                                                             n_layers=1).to_dict()})
-    with pytest.raises(CheckpointError, match=r"model.safetensors.*'embed.weight' has shape \(16, 16\).*\(16, 32\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"model.safetensors.*'model.embed_tokens.weight' has shape \(16, 16\).*\(16, 32\)"):
         load_checkpoint(tmp_path / "a")
     atomic_write_json(tmp_path / "a" / "config.json", {"model": SessaConfig(vocab_size=16, d_model=16,
                                                                             n_layers=2).to_dict()})

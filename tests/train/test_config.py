@@ -42,7 +42,7 @@ def test_unknown_keys_are_errors():
     d = tiny_config().to_dict()
     with pytest.raises(ValueError, match="unknown TrainConfig keys.*'stpes'"):
         TrainConfig.from_dict({**d, "stpes": 3})
-    with pytest.raises(ValueError, match="unknown SessaConfig fields"):
+    with pytest.raises(ValueError, match="unknown SessaConfig field 'width'"):
         TrainConfig.from_dict({**d, "model": {**d["model"], "width": 3}})
 
 
