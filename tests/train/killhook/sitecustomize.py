@@ -7,6 +7,9 @@ Inert unless SESSA_TEST_HOOK holds a JSON object:
   "record": FILE            at exit, write the events seen, in order, as JSON [[step, ordinal, kind, path], ...]
   "pause": [STEP, ORDINAL]  at that event, before the operation runs: write "marker" and sleep, so the test
   "marker": FILE            can SIGKILL the process at exactly that moment (e.g. inside a checkpoint save)
+  "pause_at": [KIND, TEXT]  alternatively: pause at the first KIND event whose path contains TEXT
+  "signal_at": [STEP, SIG]  send signal SIG to this process at the optimizer event of STEP (mid-step)
+  "rank": R                 apply "pause*" / "signal_at" only in the process whose RANK is R
 
 Events: each AdamW update ("optimizer", ordinal 0, before the parameters change; STEP is the update's
 1-based number), then every os.fsync / os.replace / os.rename of a path under DIR (ordinal 1, 2, ... within
@@ -26,7 +29,11 @@ def _install(spec):
     if spec.get("no_transformers"):
         sys.modules["transformers"] = None  # `import transformers` raises ImportError
     under = os.path.abspath(spec.get("under", "/nonexistent")) + os.sep
+    if "rank" in spec and int(os.environ.get("RANK", "0")) != spec["rank"]:
+        spec = {k: v for k, v in spec.items() if not k.startswith(("pause", "signal"))}
     pause = tuple(spec["pause"]) if spec.get("pause") else None
+    pause_at = tuple(spec["pause_at"]) if spec.get("pause_at") else None
+    signal_at = tuple(spec["signal_at"]) if spec.get("signal_at") else None
     events = []
     where = {"step": None, "ordinal": 0}
 
@@ -36,7 +43,7 @@ def _install(spec):
         where["ordinal"] += 1
         key = (where["step"], where["ordinal"])
         events.append([*key, kind, path])
-        if key == pause:
+        if key == pause or (pause_at and kind == pause_at[0] and pause_at[1] in path):
             _stop_here(spec["marker"], kind, path)
 
     def watch(kind, fn):
@@ -71,6 +78,8 @@ def _install(spec):
         events.append([done + 1, 0, "optimizer", ""])
         if (done + 1, 0) == pause:
             _stop_here(spec["marker"], "optimizer", "")
+        if signal_at and done + 1 == signal_at[0]:
+            os.kill(os.getpid(), signal_at[1])
         return orig_step(self, *args, **kwargs)
 
     torch.optim.AdamW.step = step
