@@ -26,9 +26,21 @@ from transformers.utils.deprecation import deprecate_kwarg
 from sessa.layers.cache import SessaCache
 from sessa.models.hf_config import SessaConfig
 from sessa.models.lm import IGNORE_INDEX, SessaLM, check_token_ids
+from sessa.utils.io import MAX_CONFIG_BYTES, read_json_file
+from sessa.utils.manifest import MANIFEST_FILE, verify_manifest, write_manifest
 
 # keyword arguments transformers may pass that we accept (checked, never silently used otherwise)
 _PASSTHROUGH_KWARGS = frozenset({"num_items_in_batch"})
+
+
+def _check_local_folder(folder: str) -> None:
+    """Bounded config.json, and the manifest's files verified when the folder has one (ours always do; a
+    folder from elsewhere without a manifest loads as transformers would load it)."""
+    config = os.path.join(folder, "config.json")
+    if os.path.isfile(config):
+        read_json_file(config, max_bytes=MAX_CONFIG_BYTES, what="config.json")
+    if os.path.isfile(os.path.join(folder, MANIFEST_FILE)):
+        verify_manifest(folder, required=("config.json",))
 
 
 class SessaPreTrainedModel(PreTrainedModel):
@@ -50,7 +62,13 @@ class SessaPreTrainedModel(PreTrainedModel):
         Weights loaded from safetensors are views into the memory-mapped file at arbitrary byte offsets;
         CPU matmul kernels round differently on unaligned data, so logits would not match the saved model
         bit for bit (and the file would stay mapped). One copy per tensor fixes both.
+
+        A local folder written by save_pretrained carries manifest.json: every file it lists is checked
+        (size, sha256) before transformers reads anything, and config.json is bounded in size and depth.
         """
+        path = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        if isinstance(path, (str, os.PathLike)) and os.path.isdir(path):
+            _check_local_folder(os.fspath(path))
         result = super().from_pretrained(*args, **kwargs)
         model = result[0] if isinstance(result, tuple) else result
         _own_cpu_storage(model)
@@ -70,8 +88,11 @@ class SessaPreTrainedModel(PreTrainedModel):
         tmp = tempfile.mkdtemp(prefix=".tmp-save-", dir=save_directory)
         try:
             super().save_pretrained(tmp, *args, **kwargs)
-            for name in sorted(os.listdir(tmp)):
+            names = sorted(os.listdir(tmp))
+            for name in names:
                 os.replace(os.path.join(tmp, name), os.path.join(save_directory, name))
+            # last: the size and sha256 of every file just written (checked by from_pretrained)
+            write_manifest(save_directory, [n for n in names if os.path.isfile(os.path.join(save_directory, n))])
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -11,6 +11,7 @@ or gigabytes of memory.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -226,7 +227,8 @@ def _strict_yaml_loader() -> type:
                     if key in seen:
                         raise yaml.constructor.ConstructorError(
                             "while constructing a mapping", node.start_mark,
-                            f"found the key {key!r} twice (first {seen[key]})", key_node.start_mark)
+                            f"found the key {key!r} twice (first on line {seen[key].line + 1})",
+                            key_node.start_mark)
                     seen[key] = key_node.start_mark
                 except TypeError:
                     pass  # an unhashable key: the base class reports it
@@ -243,8 +245,10 @@ def load_yaml_file(path: str | os.PathLike, *, max_bytes: int = MAX_CONFIG_BYTES
 
     path = os.fspath(path)
     text = read_text_bounded(path, max_bytes, what)
+    stream = io.StringIO(text)
+    stream.name = path  # error marks name the file
     try:
-        data = yaml.load(text, Loader=_strict_yaml_loader())  # noqa: S506 -- a SafeLoader subclass
+        data = yaml.load(stream, Loader=_strict_yaml_loader())  # noqa: S506 -- a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML: {e}") from None
     except RecursionError:
