@@ -88,10 +88,10 @@ def latest_checkpoint(root: str) -> str | None:
 
 
 def resume_candidates(root: str) -> list[str]:
-    """Checkpoints to try for `--resume auto`, newest first: the `latest` pointer's, then by step."""
-    first = _pointer_target(root)
-    rest = [f for _, f in reversed(list_checkpoints(root)) if f != first]
-    return ([first] if first else []) + rest
+    """Checkpoints to try for `--resume auto`, highest step first. (Not `latest` first: a save killed after
+    its folder was renamed but before `latest` was rewritten is complete and newer. Any two checkpoints of
+    one out_dir lie on the same trajectory, since resuming refuses a config that would change it.)"""
+    return [f for _, f in reversed(list_checkpoints(root))]
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> str:

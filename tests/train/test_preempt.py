@@ -114,3 +114,28 @@ def test_cli_exits_143_and_prints_the_command_that_resumes(tmp_path, capsys):
     assert train_main(command[3:] + ["--json"]) == 0  # the printed command finishes the run
     capsys.readouterr()
     assert [s for s, _ in list_checkpoints(str(out / "checkpoints"))] == [3, 6]
+
+
+class _ReportSignals:
+    """Wraps the synthetic task's collate: each batch also records whether its process ignores SIGTERM/SIGINT."""
+
+    def __init__(self):
+        self.task = synthtask.build_synth_task(n_train=16, n_val=8)
+        self.dataset = self.task.dataset
+
+    def collate(self, examples):
+        import torch
+
+        ignored = all(signal.getsignal(s) is signal.SIG_IGN for s in (signal.SIGTERM, signal.SIGINT))
+        return {**self.task.collate(examples), "ignored": torch.tensor(ignored), "pid": torch.tensor(os.getpid())}
+
+
+def test_dataloader_workers_leave_stop_signals_to_the_main_process():
+    from sessa.train.data import GlobalBatches, step_batches
+
+    probe = _ReportSignals()
+    steps = list(step_batches(probe, probe.dataset("train"), GlobalBatches(16, 8, 0), 0, 2, 0, 1, 8, num_workers=1))
+    batches = [b for step in steps for b in step]
+    assert len(batches) == 2 and all(int(b["pid"]) != os.getpid() for b in batches)  # built in a worker
+    assert all(bool(b["ignored"]) for b in batches)
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the main process is untouched
