@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import socket
-import sys
 import tempfile
 import time
 from typing import Any
@@ -84,7 +83,11 @@ class OutDirLock:
     def acquire(self) -> str | None:
         """Take the lock; returns a warning text when a stale lock was taken over (None otherwise)."""
         for _ in range(10):  # retry if the file is replaced between open and flock (a release in between)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise OutDirError(f"out_dir {self.folder!r}: cannot open the lock file {self.path} "
+                                  f"({e.strerror or e}); choose another --out-dir") from None
             try:
                 flocked = self._flock(fd)
                 try:
@@ -108,7 +111,7 @@ class OutDirLock:
                     os.close(fd)
                 raise
             self._fd = fd
-            record = {"pid": os.getpid(), "host": self.host, "started": time.time(), "argv": sys.argv}
+            record = {"pid": os.getpid(), "host": self.host, "started": time.time()}
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
             os.write(fd, (json.dumps(record) + "\n").encode())
