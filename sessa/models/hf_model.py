@@ -27,20 +27,26 @@ from sessa.layers.cache import SessaCache
 from sessa.models.hf_config import SessaConfig
 from sessa.models.lm import IGNORE_INDEX, SessaLM, check_token_ids
 from sessa.utils.io import MAX_CONFIG_BYTES, read_json_file
-from sessa.utils.manifest import MANIFEST_FILE, verify_manifest, write_manifest
+from sessa.utils.manifest import MANIFEST_FILE, read_manifest, verify_manifest, write_manifest
 
 # keyword arguments transformers may pass that we accept (checked, never silently used otherwise)
 _PASSTHROUGH_KWARGS = frozenset({"num_items_in_batch"})
 
 
+def _defines_the_model(name: str) -> bool:
+    return name == "config.json" or name.endswith((".safetensors", ".bin", ".index.json"))
+
+
 def _check_local_folder(folder: str) -> None:
-    """Bounded config.json, and the manifest's files verified when the folder has one (ours always do; a
-    folder from elsewhere without a manifest loads as transformers would load it)."""
+    """Bounded config.json; when the folder has a manifest (ours always do; a folder from elsewhere without
+    one loads as transformers would load it), config.json and the weight files are checked against it.
+    Other files (generation_config.json, tokenizer files) may be edited by hand."""
     config = os.path.join(folder, "config.json")
     if os.path.isfile(config):
         read_json_file(config, max_bytes=MAX_CONFIG_BYTES, what="config.json")
     if os.path.isfile(os.path.join(folder, MANIFEST_FILE)):
-        verify_manifest(folder, required=("config.json",))
+        listed = read_manifest(folder)
+        verify_manifest(folder, required=("config.json",), names=[n for n in listed if _defines_the_model(n)])
 
 
 class SessaPreTrainedModel(PreTrainedModel):

@@ -138,6 +138,7 @@ def test_hf_save_pretrained_writes_a_manifest_that_from_pretrained_checks(tmp_pa
     hf.save_pretrained(tmp_path)
     listed = json.loads((tmp_path / MANIFEST_FILE).read_text())["files"]
     assert "config.json" in listed and any(n.endswith(".safetensors") for n in listed)
+    (tmp_path / "generation_config.json").write_text("{}")  # not part of the model: may be edited
     SessaForCausalLM.from_pretrained(tmp_path)
     weights = next(n for n in listed if n.endswith(".safetensors"))
     _flip(tmp_path / weights)
