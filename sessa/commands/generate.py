@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
@@ -36,13 +35,10 @@ def _read_config_file(path: str) -> dict[str, Any]:
     """SessaConfig fields from a JSON or YAML file (a nested "model" section is accepted)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--config: no such file {path!r}")
-    with open(path, encoding="utf-8") as f:
-        if path.endswith((".yaml", ".yml")):
-            import yaml
+    from sessa.utils.io import load_yaml_file, read_json_file
 
-            d = yaml.safe_load(f)
-        else:
-            d = json.load(f)
+    d = load_yaml_file(path, what="--config") if path.endswith((".yaml", ".yml")) else \
+        read_json_file(path, what="--config")
     if isinstance(d, dict) and isinstance(d.get("model"), dict):
         d = d["model"]
     if not isinstance(d, dict):

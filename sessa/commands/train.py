@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from typing import Any
 
@@ -99,6 +100,39 @@ def torchrun_command(args: argparse.Namespace, train_argv: list[str]) -> list[st
     return cmd + ["-m", "sessa", "train", *strip_launcher(train_argv)]
 
 
+def _is_resume_flag(token: str) -> bool:
+    name = token.split("=", 1)[0]
+    return len(name) >= 4 and "--resume".startswith(name)  # argparse accepts unambiguous prefixes
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command that continues a stopped run: the same flags, any --resume replaced by --resume auto."""
+    flags, skip = [], False
+    for i, tok in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if _is_resume_flag(tok):
+            skip = "=" not in tok and i + 1 < len(argv) and not argv[i + 1].startswith("-")
+            continue
+        flags.append(tok)
+    flags += ["--resume", "auto"]
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a torchrun worker: the launcher's flags are not known here
+        nproc = os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])
+        return shlex.join(["torchrun", "--nproc-per-node", nproc, "-m", "sessa", "train", *flags]) + \
+            "  (or your own launch command with --resume auto)"
+    if os.path.basename(sys.argv[0]).startswith("sessa"):
+        return shlex.join(["sessa", "train", *flags])
+    return shlex.join(["python", "-m", "sessa", "train", *flags])
+
+
+def _train_argv(args: argparse.Namespace, argv: list[str] | None) -> list[str]:
+    if argv is not None:
+        return argv
+    # `sessa train ...` / `python -m sessa train ...`: the flags after the sub-command name
+    return sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else []
+
+
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     if args.launcher == "torchrun":
         if argv is None:  # called from `sessa train ...`: the flags after the sub-command name
@@ -107,7 +141,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         cmd = torchrun_command(args, argv)
         print("exec:", " ".join(cmd), file=sys.stderr)
         os.execv(cmd[0], cmd)
-    from sessa.train import NonFiniteLossError, train
+    from sessa.train import NonFiniteLossError, TrainingStopped, train
 
     cfg = build_config(args)
     try:
@@ -115,6 +149,15 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"sessa train: stopped: {e}", file=sys.stderr)
         return 1
+    except TrainingStopped as e:  # SIGTERM / SIGINT: the step was finished and a checkpoint written
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"sessa train: {e}\nresume with: {resume_command(_train_argv(args, argv))}",
+                  file=sys.stderr, flush=True)
+        return e.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        print("sessa train: aborted by a second interrupt; nothing more was saved (resume from the last "
+              "checkpoint with --resume auto)", file=sys.stderr, flush=True)
+        return 128 + 2
     if int(os.environ.get("RANK", "0")) == 0:
         if args.json:
             print(json.dumps({k: v for k, v in result.items() if k != "model"}, indent=2))

@@ -83,10 +83,9 @@ def get_preset(name_or_path: str) -> dict[str, Any]:
         raise ValueError(f"preset must be one of {sorted(PRESETS)} or a .yaml file, got {name_or_path!r}")
     if not os.path.isfile(name_or_path):
         raise FileNotFoundError(f"preset file {name_or_path!r} does not exist")
-    import yaml
+    from sessa.utils.io import load_yaml_file
 
-    with open(name_or_path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
+    data = load_yaml_file(name_or_path, what="preset file")
     if not isinstance(data, dict):
         raise ValueError(f"preset file {name_or_path}: expected a mapping with keys {sorted(_KEYS)}")
     unknown = sorted(set(data) - _KEYS)

@@ -27,9 +27,27 @@ from sessa.layers.cache import SessaCache
 from sessa.models.hf_config import SessaConfig
 from sessa.models.legacy import V0_1_KEY_MAPPING
 from sessa.models.lm import check_labels, decoder_forward, decoder_modules, lm_loss, supports_cache
+from sessa.utils.io import MAX_CONFIG_BYTES, read_json_file
+from sessa.utils.manifest import MANIFEST_FILE, read_manifest, verify_manifest, write_manifest
 
 # keyword arguments transformers may pass that we accept (checked, never silently used otherwise)
 _PASSTHROUGH_KWARGS = frozenset({"num_items_in_batch"})
+
+
+def _defines_the_model(name: str) -> bool:
+    return name == "config.json" or name.endswith((".safetensors", ".bin", ".index.json"))
+
+
+def _check_local_folder(folder: str) -> None:
+    """Bounded config.json; when the folder has a manifest (ours always do; a folder from elsewhere without
+    one loads as transformers would load it), config.json and the weight files are checked against it.
+    Other files (generation_config.json, tokenizer files) may be edited by hand."""
+    config = os.path.join(folder, "config.json")
+    if os.path.isfile(config):
+        read_json_file(config, max_bytes=MAX_CONFIG_BYTES, what="config.json")
+    if os.path.isfile(os.path.join(folder, MANIFEST_FILE)):
+        listed = read_manifest(folder)
+        verify_manifest(folder, required=("config.json",), names=[n for n in listed if _defines_the_model(n)])
 
 
 class SessaPreTrainedModel(PreTrainedModel):
@@ -52,8 +70,14 @@ class SessaPreTrainedModel(PreTrainedModel):
         CPU matmul kernels round differently on unaligned data, so logits would not match the saved model
         bit for bit (and the file would stay mapped). One copy per tensor fixes both. Weight names of
         sessa 0.1 folders are renamed on load.
+
+        A local folder written by save_pretrained carries manifest.json: every file it lists is checked
+        (size, sha256) before transformers reads anything, and config.json is bounded in size and depth.
         """
         kwargs.setdefault("key_mapping", V0_1_KEY_MAPPING)  # folders saved by sessa 0.1 (sessa.models.legacy)
+        path = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        if isinstance(path, (str, os.PathLike)) and os.path.isdir(path):
+            _check_local_folder(os.fspath(path))
         result = super().from_pretrained(*args, **kwargs)
         model = result[0] if isinstance(result, tuple) else result
         _own_cpu_storage(model)
@@ -78,8 +102,11 @@ class SessaPreTrainedModel(PreTrainedModel):
         tmp = tempfile.mkdtemp(prefix=".tmp-save-", dir=save_directory)
         try:
             super().save_pretrained(tmp, *args, **kwargs)
-            for name in sorted(os.listdir(tmp)):
+            names = sorted(os.listdir(tmp))
+            for name in names:
                 os.replace(os.path.join(tmp, name), os.path.join(save_directory, name))
+            # last: the size and sha256 of every file just written (checked by from_pretrained)
+            write_manifest(save_directory, [n for n in names if os.path.isfile(os.path.join(save_directory, n))])
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

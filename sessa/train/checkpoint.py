@@ -4,20 +4,21 @@ Layout of `<out_dir>/checkpoints/step_00000100/`:
   model.safetensors      full (gathered) weights; the tied LM head is stored once (as model.embed_tokens.weight)
   optimizer.safetensors  AdamW moments and step counts, keyed "<param name>::<slot>"
   config.json            {"model": SessaConfig dict, "train": TrainConfig dict}
-  state.json             step, scheduler, data position, RNG states, loss history, file sizes + sha256
+  state.json             step, scheduler, data position, RNG states, loss history, partial logging window
+  manifest.json          size + sha256 of each file above (written last; checked before any is trusted)
 A checkpoint folder is filled under a ".tmp-*" name and renamed when complete (atomic), then
 `<out_dir>/checkpoints/latest` is atomically rewritten; only the last `keep_last` folders are kept.
 Checkpoints written by sessa 0.1 (other weight names) load too: names are upgraded on read (sessa.models.legacy).
+The tensor files hold tensors only (no time stamps or run metadata: those live in state.json), so the
+same training state always gives byte-identical files.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shutil
-import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,17 +26,27 @@ from torch import nn
 
 from sessa.models import SessaConfig, SessaLM
 from sessa.models.legacy import upgrade_key, upgrade_keys
-from sessa.utils.io import atomic_dir, atomic_write_json, atomic_write_text
+from sessa.utils.io import (
+    MAX_CONFIG_BYTES,
+    MAX_STATE_BYTES,
+    atomic_dir,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_json_file,
+)
+from sessa.utils.manifest import MANIFEST_FILE, IntegrityError, verify_manifest, write_manifest
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MODEL_FILE, OPTIM_FILE, CONFIG_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "config.json", \
     "state.json"
+CHECKPOINT_FILES = (MODEL_FILE, OPTIM_FILE, CONFIG_FILE, STATE_FILE)
 LATEST = "latest"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 TIED_KEY, TIED_SOURCE = "lm_head.weight", "model.embed_tokens.weight"
-# Test-only hook (used by tests/train/test_checkpoint_kill.py): "STEP:SECONDS:MARKER" pauses the writer of
-# checkpoint STEP after its weights are written, so a test can SIGKILL it mid-save.
-PAUSE_ENV = "SESSA_TEST_CKPT_PAUSE"
+# the only safetensors metadata: the library's order of several keys varies between processes, which would
+# make otherwise identical files differ byte for byte
+_TENSOR_METADATA = {"format": "pt"}
 
 
 class CheckpointError(ValueError):
@@ -58,17 +69,31 @@ def list_checkpoints(root: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _pointer_target(root: str) -> str | None:
+    """The step folder named by `root/latest` (a bare step_* name: the pointer cannot lead elsewhere)."""
+    pointer = os.path.join(root, LATEST)
+    if not os.path.isfile(pointer):
+        return None
+    with open(pointer, encoding="utf-8", errors="replace") as f:
+        name = f.read(64).strip()
+    path = os.path.join(root, name)
+    return path if _STEP_DIR.match(name) and os.path.isfile(os.path.join(path, STATE_FILE)) else None
+
+
 def latest_checkpoint(root: str) -> str | None:
     """The folder named by `root/latest`, else the highest complete step folder, else None."""
-    pointer = os.path.join(root, LATEST)
-    if os.path.isfile(pointer):
-        with open(pointer, encoding="utf-8") as f:
-            name = f.read().strip()
-        path = os.path.join(root, name)
-        if _STEP_DIR.match(name) and os.path.isfile(os.path.join(path, STATE_FILE)):
-            return path
+    found = _pointer_target(root)
+    if found:
+        return found
     found = list_checkpoints(root)
     return found[-1][1] if found else None
+
+
+def resume_candidates(root: str) -> list[str]:
+    """Checkpoints to try for `--resume auto`, highest step first. (Not `latest` first: a save killed after
+    its folder was renamed but before `latest` was rewritten is complete and newer. Any two checkpoints of
+    one out_dir lie on the same trajectory, since resuming refuses a config that would change it.)"""
+    return [f for _, f in reversed(list_checkpoints(root))]
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> str:
@@ -85,21 +110,55 @@ def resolve_checkpoint(path: str | os.PathLike) -> str:
     raise CheckpointError(f"{path}: no checkpoint found (expected {MODEL_FILE} or a checkpoints/step_* folder)")
 
 
-# ---------------------------------------------------------------- tensors <-> files
+# ---------------------------------------------------------------- files
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def verify_checkpoint(folder: str, required: tuple[str, ...] = (MODEL_FILE, CONFIG_FILE),
+                      names: tuple[str, ...] | None = None) -> None:
+    """Check `folder` against its manifest.json (every `required` file listed; sizes and sha256 of the listed
+    files, or only of `names`). Call it before reading anything else from a folder you did not just write.
+
+    A training checkpoint of sessa 0.1 has no manifest: its state.json recorded the size and sha256 of the
+    other files, and those are checked instead (state.json itself was not covered then).
+    """
+    try:
+        if not os.path.isfile(os.path.join(folder, MANIFEST_FILE)) and _is_v0_1(folder):
+            _verify_v0_1(folder, required, names)
+        else:
+            verify_manifest(folder, required, names)
+    except IntegrityError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def _is_v0_1(folder: str) -> bool:
+    path = os.path.join(folder, STATE_FILE)
+    if not os.path.isfile(path):
+        return False
+    state = read_json(path, max_bytes=MAX_STATE_BYTES)
+    return state.get("format") == 1 and isinstance(state.get("files"), dict)
+
+
+def _verify_v0_1(folder: str, required: tuple[str, ...], names: tuple[str, ...] | None) -> None:
+    """The 0.1 check: the files recorded in state.json["files"] (plain names only) have their size and sha256."""
+    from sessa.utils.manifest import member_path, sha256_file
+
+    files = read_json(os.path.join(folder, STATE_FILE), max_bytes=MAX_STATE_BYTES)["files"]
+    missing = [n for n in required if n != STATE_FILE and n not in files]
+    if missing:
+        raise IntegrityError(f"{os.path.join(folder, STATE_FILE)}: does not record {missing}")
+    for name, rec in files.items():
+        if names is not None and name not in names:
+            continue
+        path = member_path(folder, name)  # refuses names that leave the folder
+        if not isinstance(rec, dict) or not os.path.isfile(path):
+            raise IntegrityError(f"{path}: file missing or badly recorded in {STATE_FILE}")
+        if os.path.getsize(path) != rec.get("bytes") or sha256_file(path) != rec.get("sha256"):
+            raise IntegrityError(f"{path}: truncated or corrupted (differs from what {STATE_FILE} records)")
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: str) -> None:
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, path,
-              metadata={"format": "pt", "sessa_format": str(FORMAT_VERSION)})
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, path, metadata=_TENSOR_METADATA)
 
 
 def _load_tensors(path: str) -> dict[str, torch.Tensor]:
@@ -113,36 +172,17 @@ def _load_tensors(path: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or truncated): {e}") from None
 
 
-def read_json(path: str) -> dict[str, Any]:
+def read_json(path: str, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
+    """A JSON object from a checkpoint file, bounded in size and depth; CheckpointError names the file."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: file missing; the checkpoint folder is incomplete")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON (corrupt or truncated): {e}") from None
+        data = read_json_file(path, max_bytes=max_bytes, what=os.path.basename(path))
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
-
-
-def verify_files(folder: str, names: tuple[str, ...] | None = None) -> None:
-    """Check sizes and sha256 of the files against those recorded in state.json (if it exists)."""
-    state_path = os.path.join(folder, STATE_FILE)
-    if not os.path.isfile(state_path):
-        return
-    files = read_json(state_path).get("files", {})
-    for name, rec in files.items():
-        if names is not None and name not in names:
-            continue
-        p = os.path.join(folder, name)
-        if not os.path.isfile(p):
-            raise CheckpointError(f"{p}: file missing (listed in {STATE_FILE})")
-        size = os.path.getsize(p)
-        if size != rec["bytes"]:
-            raise CheckpointError(f"{p}: truncated or altered: {size} bytes, {STATE_FILE} records {rec['bytes']}")
-        if _sha256(p) != rec["sha256"]:
-            raise CheckpointError(f"{p}: contents corrupted (sha256 differs from the one in {STATE_FILE})")
 
 
 # ---------------------------------------------------------------- model weights
@@ -186,27 +226,36 @@ def weights_for_save(state: dict[str, torch.Tensor], tied: bool) -> dict[str, to
 
 
 def save_model(model: SessaLM, folder: str | os.PathLike) -> str:
-    """from_pretrained-style export of a plain SessaLM: model.safetensors + config.json (atomic writes)."""
+    """from_pretrained-style export of a plain SessaLM: model.safetensors + config.json + manifest.json.
+
+    Each file is written atomically and the manifest last, so a folder is either verifiable or refused on
+    load (never silently half old, half new).
+    """
     if not isinstance(model, SessaLM):
         raise TypeError(f"model must be a SessaLM, got {type(model).__name__}")
     folder = os.fspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"folder must be a folder, {folder!r} is a file")
     os.makedirs(folder, exist_ok=True)
-    from sessa.utils.io import atomic_write
+    from safetensors.torch import save
 
-    with atomic_write(os.path.join(folder, MODEL_FILE), "wb", encoding=None) as f:
-        from safetensors.torch import save
-
-        f.write(save({k: v.detach().cpu().contiguous() for k, v in
-                      weights_for_save(model.state_dict(), model.config.tie_embeddings).items()}))
+    weights = weights_for_save(model.state_dict(), model.config.tie_embeddings)
+    atomic_write_bytes(os.path.join(folder, MODEL_FILE),
+                       save({k: v.detach().cpu().contiguous() for k, v in weights.items()}, metadata=_TENSOR_METADATA))
     atomic_write_json(os.path.join(folder, CONFIG_FILE), {"model": model.config.to_dict()})
+    write_manifest(folder, (MODEL_FILE, CONFIG_FILE))
     return folder
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True) -> SessaLM:
-    """Build a SessaLM from a checkpoint folder (or a run's out_dir -> its latest checkpoint), in eval mode."""
+    """Build a SessaLM from a checkpoint folder (or a run's out_dir -> its latest checkpoint), in eval mode.
+
+    verify=True (default) checks model.safetensors and config.json against the folder's manifest.json
+    before reading them; verify=False skips that (folders written by older versions have no manifest).
+    """
     folder = resolve_checkpoint(path)
     if verify:
-        verify_files(folder, (MODEL_FILE, CONFIG_FILE))
+        verify_checkpoint(folder, (MODEL_FILE, CONFIG_FILE), names=(MODEL_FILE, CONFIG_FILE))
     config = model_config(folder)
     model = SessaLM(config)
     file = os.path.join(folder, MODEL_FILE)
@@ -243,17 +292,6 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any], 
 
 # ---------------------------------------------------------------- writing a training checkpoint
 
-def _maybe_pause(step: int) -> None:
-    spec = os.environ.get(PAUSE_ENV)
-    if not spec:
-        return
-    want, seconds, marker = spec.split(":", 2)
-    if int(want) == step:
-        with open(marker, "w", encoding="utf-8") as f:
-            f.write(str(os.getpid()))
-        time.sleep(float(seconds))
-
-
 def write_checkpoint(root: str, step: int, weights: dict[str, torch.Tensor], optim: dict[str, Any],
                      config: dict[str, Any], state: dict[str, Any], keep_last: int) -> str:
     """Write one checkpoint folder atomically (call on the writing rank only); prune to keep_last."""
@@ -261,14 +299,12 @@ def write_checkpoint(root: str, step: int, weights: dict[str, torch.Tensor], opt
     # replace=True: the same step saved again (a run resumed from an earlier checkpoint of this folder)
     with atomic_dir(final, replace=True) as tmp:
         _save_tensors(weights, os.path.join(tmp, MODEL_FILE))
-        _maybe_pause(step)
         opt_tensors, opt_meta = flatten_optimizer(optim)
         _save_tensors(opt_tensors, os.path.join(tmp, OPTIM_FILE))
         atomic_write_json(os.path.join(tmp, CONFIG_FILE), config)
-        files = {n: {"bytes": os.path.getsize(os.path.join(tmp, n)), "sha256": _sha256(os.path.join(tmp, n))}
-                 for n in (MODEL_FILE, OPTIM_FILE, CONFIG_FILE)}
         atomic_write_json(os.path.join(tmp, STATE_FILE),
-                          {"format": FORMAT_VERSION, "step": step, **state, "optimizer": opt_meta, "files": files})
+                          {"format": FORMAT_VERSION, "step": step, **state, "optimizer": opt_meta})
+        write_manifest(tmp, CHECKPOINT_FILES)
     atomic_write_text(os.path.join(root, LATEST), step_dir_name(step) + "\n")
     # keep the keep_last most recently WRITTEN ones (not the highest steps: after resuming from an earlier
     # checkpoint, the abandoned later steps must not push out the new ones)
@@ -280,15 +316,16 @@ def write_checkpoint(root: str, step: int, weights: dict[str, torch.Tensor], opt
 
 
 def read_training_checkpoint(folder: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
-    """(model tensors, optimizer state dict, state.json) of a checkpoint, verified against state.json."""
-    verify_files(folder)
-    state = read_json(os.path.join(folder, STATE_FILE))
-    if state.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{os.path.join(folder, STATE_FILE)}: format {state.get('format')!r} is not "
-                              f"supported (expected {FORMAT_VERSION})")
+    """(model tensors, optimizer state dict, state.json) of a checkpoint, every file verified first."""
+    verify_checkpoint(folder, CHECKPOINT_FILES)
+    state_path = os.path.join(folder, STATE_FILE)
+    state = read_json(state_path, max_bytes=MAX_STATE_BYTES)
+    if state.get("format") not in (1, FORMAT_VERSION):  # 1: sessa 0.1 (verified through state.json)
+        raise CheckpointError(f"{state_path}: format {state.get('format')!r} is not supported (expected "
+                              f"{FORMAT_VERSION})")
     for key in ("step", "scheduler", "optimizer", "rng"):
         if key not in state:
-            raise CheckpointError(f"{os.path.join(folder, STATE_FILE)}: missing field {key!r}")
+            raise CheckpointError(f"{state_path}: missing field {key!r}")
     weights = upgrade_keys(_load_tensors(os.path.join(folder, MODEL_FILE)))
     opt_path = os.path.join(folder, OPTIM_FILE)
     optim = unflatten_optimizer(_load_tensors(opt_path), state["optimizer"], opt_path)
@@ -296,3 +333,19 @@ def read_training_checkpoint(folder: str) -> tuple[dict[str, torch.Tensor], dict
     for group in optim["param_groups"]:
         group["params"] = [upgrade_key(name) for name in group["params"]]
     return weights, optim, state
+
+
+def newest_valid_checkpoint(root: str, skipped: Callable[[str, str], None] | None = None
+                            ) -> tuple[str, tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]] | None:
+    """(folder, read_training_checkpoint(folder)) of the newest checkpoint under `root` that verifies, or None.
+
+    Each one that does not verify is reported through skipped(folder, reason) and the previous one is tried.
+    """
+    for folder in resume_candidates(root):
+        try:
+            return folder, read_training_checkpoint(folder)
+        except CheckpointError as e:
+            if skipped is not None:
+                skipped(folder, str(e))
+    return None
+

@@ -178,20 +178,19 @@ class TrainConfig:
 def load_yaml(path: str | os.PathLike, *, allow_task_import: bool = False) -> dict[str, Any]:
     """Parse a YAML training config into a dict; errors name the file.
 
-    Its `task` must be a built-in task unless `allow_task_import` (the file is trusted to name Python code).
+    Bounded (1 MiB, 64 levels, no alias bombs, no key given twice; sessa.utils.io.load_yaml_file); an
+    empty file is an error, not a default config. Its `task` must be a built-in task unless
+    `allow_task_import` (the file is trusted to name Python code).
     """
-    import yaml
+    from sessa.utils.io import load_yaml_file
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"training config {path!r} does not exist")
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML: {e}") from None
+    data = load_yaml_file(path, what="training config")
     if data is None:
-        return {}
+        raise ValueError(f"{path}: the training config is empty; expected a mapping of TrainConfig keys "
+                         f"(see configs/)")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a training config must be a mapping of keys, got {type(data).__name__}")
     if "task" in data:

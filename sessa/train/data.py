@@ -67,6 +67,16 @@ def collate_micro(task: Any, dataset: Any, indices: Sequence[int], micro: int) -
     return [task.collate([dataset[i] for i in indices[j:j + micro]]) for j in range(0, len(indices), micro)]
 
 
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """DataLoader worker start-up: leave SIGTERM / SIGINT to the main process, which finishes its step,
+    checkpoints and then shuts the workers down (schedulers and Ctrl-C signal every process of a job, and a
+    worker that dies first would end the run without a checkpoint)."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def step_batches(task: Any, dataset: Any, plan: GlobalBatches, start: int, end: int, rank: int, world_size: int,
                  micro: int, num_workers: int = 0) -> Iterator[list[dict[str, torch.Tensor]]]:
     """Yield, for each step in [start, end), this rank's collated micro-batches.
@@ -88,7 +98,8 @@ def step_batches(task: Any, dataset: Any, plan: GlobalBatches, start: int, end: 
 
     per_step = -(-plan.batch_size // world_size // micro)
     loader = DataLoader(dataset, batch_sampler=list(micro_indices()), collate_fn=task.collate,
-                        num_workers=num_workers, prefetch_factor=max(2, per_step))
+                        num_workers=num_workers, prefetch_factor=max(2, per_step),
+                        worker_init_fn=ignore_stop_signals)
     it = iter(loader)
     for _ in range(start, end):
         yield [next(it) for _ in range(per_step)]

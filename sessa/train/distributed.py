@@ -184,3 +184,12 @@ def gather_objects(obj: object, info: DistInfo) -> list[object]:
     return out
 
 
+
+
+def broadcast_object(obj: object, info: DistInfo) -> object:
+    """Rank 0's obj on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

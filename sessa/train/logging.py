@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import time
 from typing import Any
@@ -21,6 +22,46 @@ def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return buf.getvalue()
 
 
+class LogWindow:
+    """The steps since the last train_log row: their losses (the row logs their mean), time and tokens.
+
+    Saved in every checkpoint (state.json "log_window") so a resumed run logs the same rows as an
+    uninterrupted one, even when the checkpoint falls between two rows. `elapsed_s` counts training wall
+    time across resumes (the clock restarts at each resume, from the saved offset).
+    """
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.time_s, self.tokens = 0.0, 0
+        self._origin = time.perf_counter()
+
+    def add(self, loss: float, dt: float, tokens: int) -> None:
+        self.losses.append(loss)
+        self.time_s, self.tokens = self.time_s + dt, self.tokens + tokens
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self._origin
+
+    def row(self, step: int, lr: float, grad_norm: float) -> dict[str, Any]:
+        """The train_log row closing the window (mean loss over its steps); the window restarts empty."""
+        row = {"step": step, "loss": sum(self.losses) / len(self.losses), "lr": lr, "grad_norm": grad_norm,
+               "tokens_per_s": self.tokens / max(self.time_s, 1e-9), "elapsed_s": self.elapsed_s()}
+        self.losses, self.time_s, self.tokens = [], 0.0, 0
+        return row
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"losses": list(self.losses), "time_s": self.time_s, "tokens": self.tokens,
+                "elapsed_s": self.elapsed_s()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        losses = state.get("losses", [])
+        if not isinstance(losses, list) or not all(x is None or isinstance(x, (int, float)) for x in losses):
+            raise ValueError(f"log_window.losses must be a list of numbers, got {losses!r}")
+        self.losses = [math.nan if x is None else float(x) for x in losses]  # null: a NaN saved as JSON
+        self.time_s, self.tokens = float(state.get("time_s", 0.0)), int(state.get("tokens", 0))
+        self._origin = time.perf_counter() - float(state.get("elapsed_s", 0.0))
+
+
 class RunLogger:
     """Keeps the loss history and eval results; writes train_log.csv / eval_log.csv under out_dir.
 
@@ -32,6 +73,7 @@ class RunLogger:
         self.out_dir = out_dir if enabled else None
         self.history: list[dict[str, Any]] = []
         self.evals: list[dict[str, Any]] = []
+        self.window = LogWindow()
         self.flush_s = flush_s
         self._last_flush = time.monotonic()
         self.tb = None

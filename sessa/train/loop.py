@@ -5,12 +5,17 @@ this rank's micro-batches; each micro-batch's summed token loss is scaled by wor
 so the accumulated (and DDP/FSDP-averaged) gradient is the gradient of the mean token loss over the whole
 global batch -- the same whatever the world size or accumulation. Then grad clipping, a finiteness check,
 AdamW, the warmup+cosine lr, eval/checkpoint/log on schedule.
+
+Before anything is built, the output folder is checked, locked and cleaned (sessa.train.outdir). SIGTERM /
+SIGINT stop the run after the current step with a checkpoint (sessa.train.preempt.TrainingStopped).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
+import sys
 import time
 from typing import Any
 
@@ -20,12 +25,20 @@ from sessa.models import SessaLM
 from sessa.models.lm import lm_loss
 from sessa.tasks import build_task, check_task_object
 from sessa.train import distributed as D
-from sessa.train.checkpoint import CheckpointError, read_training_checkpoint, resolve_checkpoint
+from sessa.train.checkpoint import (
+    CheckpointError,
+    newest_valid_checkpoint,
+    read_training_checkpoint,
+    resolve_checkpoint,
+    resume_candidates,
+)
 from sessa.train.config import TrainConfig
 from sessa.train.data import GlobalBatches, accumulation, step_batches
 from sessa.train.evaluate import check_metric_names, evaluate
 from sessa.train.logging import Progress, RunLogger
 from sessa.train.optim import WarmupCosine, build_optimizer
+from sessa.train.outdir import OutDirError, OutDirLock, prepare_out_dir
+from sessa.train.preempt import StopSignals, TrainingStopped
 from sessa.train.rng import seed_everything, set_rng_state
 from sessa.train.state import restore_state, save_state
 from sessa.utils import IGNORE_INDEX
@@ -47,16 +60,49 @@ def _check_task(task: Any, cfg: TrainConfig) -> None:
     check_metric_names(task.metric_names)
 
 
-def _resume_folder(cfg: TrainConfig) -> str | None:
+def _warn(text: str, info: D.DistInfo) -> None:
+    if info.is_main:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def _resume_from(cfg: TrainConfig, info: D.DistInfo) -> tuple[str, tuple[Any, Any, dict[str, Any]]] | None:
+    """(folder, read_training_checkpoint(folder)) to resume from, or None for a fresh start.
+
+    resume="auto" takes the newest checkpoint of out_dir that verifies, naming each one it skips and why;
+    an explicit folder must verify itself.
+    """
     if cfg.resume is False:
         return None
     if cfg.resume in (True, "auto"):
         root = os.path.join(cfg.out_dir, "checkpoints")
-        try:
-            return resolve_checkpoint(root)
-        except (FileNotFoundError, CheckpointError):
+        if not resume_candidates(root):
             return None  # nothing saved yet: start fresh
-    return resolve_checkpoint(cfg.resume)
+        found = newest_valid_checkpoint(root, lambda f, why: _warn(f"resume: skipping {f}: {why}", info))
+        if found is None:
+            raise CheckpointError(f"{root}: none of the checkpoints verifies (reasons above); move them away or "
+                                  f"choose another out_dir")
+        return found
+    folder = resolve_checkpoint(cfg.resume)
+    return folder, read_training_checkpoint(folder)
+
+
+def _open_out_dir(cfg: TrainConfig, info: D.DistInfo) -> OutDirLock | None:
+    """Rank 0 checks, locks and cleans out_dir; every rank raises the same error if that failed."""
+    if cfg.out_dir is None:
+        return None
+    lock, error = None, None
+    if info.is_main:
+        try:
+            lock, notes = prepare_out_dir(cfg.out_dir, cfg.resume)
+            for note in notes:
+                _warn(note, info)
+        except OutDirError as e:
+            error = str(e)
+    if info.enabled:
+        error = D.broadcast_object(error, info)
+    if error:
+        raise OutDirError(error)
+    return lock
 
 
 def _check_resume_config(saved: dict[str, Any], cfg: TrainConfig, folder: str) -> None:
@@ -85,20 +131,35 @@ def train(cfg: TrainConfig, *, task: Any = None, return_model: bool = False) -> 
 
     Launch under torchrun for DDP (or FSDP with cfg.fsdp); the process group is created and destroyed here
     unless the caller already created one.
+
+    One run per out_dir: it is locked for the run (OutDirError if another run holds it), and a fresh run
+    (resume False) into a folder holding checkpoints is refused. SIGTERM or SIGINT (in the main thread)
+    stops the run after the current optimiser step with a checkpoint, raising TrainingStopped (its
+    `checkpoint`, `step`, `exit_code`); resume with resume="auto". A second signal aborts at once.
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     info = D.setup(cfg.device)
+    lock = None
     try:
-        result = _train(cfg, task, info, return_model)
+        lock = _open_out_dir(cfg, info)
+        with StopSignals(label=f"rank {info.rank}: " if info.enabled else "") as stop:
+            result = _train(cfg, task, info, return_model, stop)
+    except TrainingStopped:  # every rank stopped after the same step: leave together
+        lock.release() if lock else None
+        D.teardown(info)
+        raise
     except BaseException:
+        lock.release() if lock else None
         D.teardown(info, clean=False)
         raise
+    lock.release() if lock else None
     D.teardown(info)
     return result
 
 
-def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) -> dict[str, Any]:
+def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool, stop: StopSignals
+           ) -> dict[str, Any]:
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
     # cfg was built by the caller (Python code or the command line), so a "module:factory" task is trusted
@@ -110,7 +171,10 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) ->
     micro, accum = accumulation(cfg.batch_size, cfg.grad_accum, info.world_size)
     writes = info.is_main and cfg.out_dir is not None
     ckpt_root = os.path.join(cfg.out_dir, "checkpoints") if cfg.out_dir else None
-    folder = _resume_folder(cfg)
+    resume = _resume_from(cfg, info)
+    folder = resume[0] if resume else None
+    if resume is not None:  # before anything is allocated
+        _check_resume_config(resume[1][2].get("train_config", {}), cfg, folder)
 
     model = SessaLM(cfg.model).to(info.device)  # same seed on every rank: identical initial weights
     n_params = model.num_parameters()
@@ -119,20 +183,20 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) ->
     sched = WarmupCosine(optimizer, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
     logger = RunLogger(cfg.out_dir, writes, cfg.tensorboard)
     start = 0
-    if folder is not None:
-        weights, optim_state, state = read_training_checkpoint(folder)
-        _check_resume_config(state.get("train_config", {}), cfg, folder)
+    if resume is not None:
+        weights, optim_state, state = resume[1]
         restore_state(model, optimizer, weights, optim_state, folder, info)
         sched.load_state_dict(state["scheduler"])
         rngs = state["rng"]
         set_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
         start = int(state["step"])
         logger.history, logger.evals = list(state.get("history", [])), list(state.get("evals", []))
+        logger.window.load_state_dict(state.get("log_window", {}))  # the partial window before the checkpoint
+        del weights, optim_state, resume
     if writes:
-        from sessa.utils.io import atomic_write_json, remove_stale_temps
+        from sessa.utils.io import atomic_write_json
 
         os.makedirs(ckpt_root, exist_ok=True)
-        remove_stale_temps(ckpt_root)  # leftovers of a writer killed mid-save
         atomic_write_json(os.path.join(cfg.out_dir, "train_config.json"), cfg.to_dict())
 
     end = cfg.stop_at or cfg.steps
@@ -141,18 +205,17 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) ->
                    info=info)
     progress = Progress(cfg.progress and info.is_main, end, start)
     last_ckpt, train_time, train_tokens = folder, 0.0, 0
-    window: list[float] = []
-    window_t, window_tok = 0.0, 0
     model.train()
     try:
         data = step_batches(task, train_set, plan, start, end, info.rank, info.world_size, micro, cfg.num_workers)
         t0 = time.perf_counter()  # step time includes building the batch (tokens/s is end to end)
         for step, batches in zip(range(start, end), data, strict=True):
             lr = sched.apply()
+            # the stop flag rides on this all-reduce: every rank learns of a signal any rank received
             counts = torch.tensor([sum(_scored(b["labels"]) for b in batches),
-                                   sum(b["input_ids"].numel() for b in batches)], dtype=torch.float64,
-                                  device=info.device)
-            n_scored, n_tokens = (int(x) for x in D.all_reduce_sum(counts, info).tolist())
+                                   sum(b["input_ids"].numel() for b in batches), float(stop.requested)],
+                                  dtype=torch.float64, device=info.device)
+            n_scored, n_tokens, n_stop = (int(x) for x in D.all_reduce_sum(counts, info).tolist())
             if n_scored == 0:
                 raise ValueError(f"step {step + 1}: the global batch has no scored positions (all labels ignored)")
             loss_sum = torch.zeros((), dtype=torch.float32, device=info.device)
@@ -181,21 +244,22 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool) ->
             dt = time.perf_counter() - t0
             t0 += dt
             train_time, train_tokens = train_time + dt, train_tokens + n_tokens
-            window.append(loss)
-            window_t, window_tok = window_t + dt, window_tok + n_tokens
+            logger.window.add(loss, dt, n_tokens)
             progress.update(loss, n_tokens / max(dt, 1e-9), lr)
             if done % cfg.log_every == 0 or done == end:
-                logger.log_train({"step": done, "loss": sum(window) / len(window), "lr": lr, "grad_norm": grad_norm,
-                                  "tokens_per_s": window_tok / max(window_t, 1e-9),
-                                  "elapsed_s": time.perf_counter() - t_start})
-                window, window_t, window_tok = [], 0.0, 0
+                logger.log_train(logger.window.row(done, lr, grad_norm))
             if cfg.eval_every and done % cfg.eval_every == 0 and done != end:
                 metrics = evaluate(model, task, cfg.eval_split, cfg.eval_batches, **eval_kw)
                 logger.log_eval({"step": done, "split": cfg.eval_split, **metrics})
                 progress.write(f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-            if ckpt_root and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == end):
+            saved = bool(ckpt_root) and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == end)
+            if saved:
                 last_ckpt = save_state(ckpt_root, done, model, optimizer, sched, plan, logger, cfg, info)
                 logger.flush() if writes else None
+            if (n_stop > 0 if info.enabled else stop.requested) and done < end:  # same step on every rank
+                if ckpt_root and not saved:
+                    last_ckpt = save_state(ckpt_root, done, model, optimizer, sched, plan, logger, cfg, info)
+                raise TrainingStopped(stop.signum or signal.SIGTERM, done, last_ckpt if writes else None)
             t0 = time.perf_counter()  # evaluation and checkpoint time is not training time
         final = evaluate(model, task, cfg.eval_split, cfg.eval_batches, **eval_kw)
         logger.log_eval({"step": end, "split": cfg.eval_split, "final": True, **final})

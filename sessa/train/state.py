@@ -48,7 +48,7 @@ def save_state(root: str, step: int, model: nn.Module, optimizer: torch.optim.Op
     if info.is_main:
         state = {"scheduler": sched.state_dict(), "data": plan.position(step), "rng": rngs,
                  "world_size": info.world_size, "saved_at": time.time(), "train_config": cfg.to_dict(),
-                 "history": logger.history, "evals": logger.evals}
+                 "history": logger.history, "evals": logger.evals, "log_window": logger.window.state_dict()}
         config = {"model": cfg.model.to_dict(), "train": cfg.to_dict()}
         path = write_checkpoint(root, step, weights_for_save(weights, cfg.model.tie_embeddings), optim, config,
                                 _json_safe(state), cfg.keep_last)

@@ -147,6 +147,9 @@ def test_missing_weights_are_initialised_like_the_core(tmp_path):
     assert dropped
     save_file({k: v for k, v in state.items() if k not in dropped}, tmp_path / "model.safetensors",
               metadata={"format": "pt"})
+    from sessa.utils.manifest import write_manifest
+
+    write_manifest(tmp_path, ["config.json", "generation_config.json", "model.safetensors"])  # re-seal the edit
     loaded, info = SessaForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
     assert set(info["missing_keys"]) == set(dropped)
     _check_core_init(loaded, cfg)
@@ -256,7 +259,8 @@ def test_save_load_round_trip_bit_identical(tmp_path):
     assert (tmp_path / "model.safetensors").exists() and not (tmp_path / "pytorch_model.bin").exists()
     # written through a temporary sub-folder (os.replace per file) that is gone afterwards
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"
+        "config.json", "generation_config.json", "manifest.json", "model.safetensors", "tokenizer.json",
+        "tokenizer_config.json"
     ]
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert type(loaded) is SessaForCausalLM and not loaded.training

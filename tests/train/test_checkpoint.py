@@ -9,8 +9,16 @@ from train_helpers import tiny_config
 
 from sessa.models import SessaConfig, SessaLM
 from sessa.train import CheckpointError, load_checkpoint, save_model, train
-from sessa.train.checkpoint import MODEL_FILE, OPTIM_FILE, STATE_FILE, latest_checkpoint, resolve_checkpoint
+from sessa.train.checkpoint import (
+    CHECKPOINT_FILES,
+    MODEL_FILE,
+    OPTIM_FILE,
+    STATE_FILE,
+    latest_checkpoint,
+    resolve_checkpoint,
+)
 from sessa.utils.io import atomic_dir, atomic_write, atomic_write_json
+from sessa.utils.manifest import write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +39,7 @@ def _copy(folder, tmp_path):
 def test_files_are_safetensors_and_json_without_pickle(run):
     out, result = run
     folder = result["checkpoint"]
-    assert sorted(os.listdir(folder)) == ["config.json", MODEL_FILE, OPTIM_FILE, STATE_FILE]
+    assert sorted(os.listdir(folder)) == ["config.json", "manifest.json", MODEL_FILE, OPTIM_FILE, STATE_FILE]
     state = json.loads(open(os.path.join(folder, STATE_FILE)).read())
     assert state["step"] == 3 and state["scheduler"]["step"] == 3
     assert state["data"] == {"epoch": 0, "batch_in_epoch": 3, "examples_seen": 24}
@@ -84,6 +92,9 @@ def test_flipped_byte_is_detected(run, tmp_path):
 def test_bad_state_json_and_missing_file(run, tmp_path):
     dst = _copy(run[1]["checkpoint"], tmp_path)
     (dst / STATE_FILE).write_text('{"step": 3, ')
+    with pytest.raises(CheckpointError, match=f"{STATE_FILE}.*truncated or altered"):  # the manifest covers it
+        train(tiny_config(steps=3, resume=str(dst)))
+    write_manifest(dst, CHECKPOINT_FILES)  # a folder sealed with a broken state.json: the parser names it
     with pytest.raises(CheckpointError, match=f"{STATE_FILE}.*not valid JSON"):
         train(tiny_config(steps=3, resume=str(dst)))
     os.remove(dst / STATE_FILE)
@@ -96,13 +107,16 @@ def test_wrong_shape_is_named(tmp_path):
     save_model(SessaLM(SessaConfig(vocab_size=16, d_model=16, n_layers=1)), tmp_path / "a")
     atomic_write_json(tmp_path / "a" / "config.json", {"model": SessaConfig(vocab_size=16, d_model=32,
                                                                             n_layers=1).to_dict()})
+    with pytest.raises(CheckpointError, match=r"config.json: contents corrupted"):  # an edit is refused...
+        load_checkpoint(tmp_path / "a")
+    write_manifest(tmp_path / "a", (MODEL_FILE, "config.json"))  # ...and a consistent but wrong folder named
     with pytest.raises(CheckpointError,
                        match=r"model.safetensors.*'model.embed_tokens.weight' has shape \(16, 16\).*\(16, 32\)"):
         load_checkpoint(tmp_path / "a")
     atomic_write_json(tmp_path / "a" / "config.json", {"model": SessaConfig(vocab_size=16, d_model=16,
                                                                             n_layers=2).to_dict()})
     with pytest.raises(CheckpointError, match="missing.*layers.1"):
-        load_checkpoint(tmp_path / "a")
+        load_checkpoint(tmp_path / "a", verify=False)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "nothing")
 
