@@ -27,8 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _task_spec(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, Any]]:
     from sessa.commands.common import parse_key_values
     from sessa.tasks import check_task_name
-    from sessa.train.checkpoint import CONFIG_FILE, read_json
+    from sessa.train.checkpoint import CONFIG_FILE, MODEL_FILE, read_json, verify_checkpoint
 
+    verify_checkpoint(folder, (MODEL_FILE, CONFIG_FILE), names=(MODEL_FILE, CONFIG_FILE))  # before trusting it
     saved = read_json(os.path.join(folder, CONFIG_FILE)).get("train") or {}
     if not isinstance(saved, dict):
         raise ValueError(f"{os.path.join(folder, CONFIG_FILE)}: 'train' must be a mapping")

@@ -65,11 +65,22 @@ def _hostile_checkpoint(tmp_path, marker):
     return folder
 
 
+def _reseal(folder):
+    """What a hostile author would do: a manifest that matches the edited files."""
+    from sessa.train.checkpoint import CHECKPOINT_FILES
+    from sessa.utils.manifest import write_manifest
+
+    write_manifest(folder, CHECKPOINT_FILES)
+
+
 def test_eval_never_runs_code_named_by_a_checkpoint(tmp_path, capsys):
     marker = tmp_path / "MARKER"
     folder = _hostile_checkpoint(tmp_path, marker)
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(folder), "--batches", "1"]) == 2
+    assert main(["eval", "--checkpoint", str(folder), "--batches", "1"]) == 2  # an edited file is refused...
+    assert "config.json: truncated or altered" in capsys.readouterr().err
+    _reseal(folder)
+    assert main(["eval", "--checkpoint", str(folder), "--batches", "1"]) == 2  # ...and a sealed one names no code
     err = capsys.readouterr().err
     assert "names Python code" in err and "config.json" in err
     assert not marker.exists()
