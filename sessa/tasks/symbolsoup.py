@@ -171,7 +171,7 @@ class SoupExample:
 
     label: int
     blocks: tuple[bytes, ...]
-    left_first: bool
+    left_first: bool | None  # None when read from a file (the Text does not say which block is left)
 
     @property
     def n_letters(self) -> int:
@@ -280,10 +280,29 @@ def decode(ids) -> str:
 
 def answer_class(answer: str) -> int:
     """Class index of an answer string, ours ('L1_R3') or the authors' ('CLASS_8'); ValueError otherwise."""
-    tok = _TOKEN_ID.get(answer.strip())
+    tok = _TOKEN_ID.get(answer)
     if tok is None or tok < CLASS0:
         raise ValueError(f"answer must be a class name (L0_R0..L3_R4 or CLASS_0..CLASS_19), got {answer!r}")
     return tok - CLASS0
+
+
+_BLOCK = re.compile(r"[a-p]( [a-p])*")
+_LAYOUT = ("<bos>", None, "<sep1>", None, "<sep2>", None, "<sep1>", None, "<sep2>", None, "<sep> <label>")
+
+
+def parse_text(text: str, answer: str) -> SoupExample:
+    """A SoupExample from a Text in the authors' layout and its answer (left_first is unknown: None);
+    ValueError naming what is wrong otherwise."""
+    lines = text.split("\n")
+    if len(lines) != len(_LAYOUT) or any(w is not None and g != w for g, w in zip(lines, _LAYOUT, strict=True)):
+        raise ValueError("text must follow the SymbolSoup layout <bos> / noise / <sep1> / styled / <sep2> / noise / "
+                         "<sep1> / styled / <sep2> / noise / <sep> <label>, one per line")
+    blocks = []
+    for line in lines[1::2]:
+        if not _BLOCK.fullmatch(line):
+            raise ValueError(f"a block must be letters a..p separated by single spaces, got {line[:40]!r}")
+        blocks.append(bytes(ord(c) - ord("a") for c in line[::2]))
+    return SoupExample(answer_class(answer), tuple(blocks), None)
 
 
 _DEFAULTS = {"n_train": 20000, "n_validation": 2000, "n_test": 2000, "min_len": 400, "max_len": 600, "seed": 0}
@@ -309,8 +328,8 @@ class SymbolSoup(SyntheticTask):
                  data_dir: str | None = None) -> None:
         check_choice("tokenization", tokenization, ("char", "compact"))
         self.tokenization = tokenization
-        self._examples: dict[str, list[SoupExample]] | None = None
-        self._rows: dict[str, list[tuple[str, bytes, int]]] = {}
+        self._examples: dict[str, list[SoupExample]] = {}
+        self.files: dict[str, str] | None = None
         if data_dir is not None:
             given = {"n_train": n_train, "n_validation": n_validation, "n_test": n_test, "min_len": min_len,
                      "max_len": max_len, "seed": seed}
@@ -322,7 +341,6 @@ class SymbolSoup(SyntheticTask):
             self.files = find_split_files(data_dir)
             self.options = {"data_dir": data_dir, "tokenization": tokenization}
             return
-        self.files = None
         for opt, n in (("n_train", n_train), ("n_validation", n_validation), ("n_test", n_test)):
             check_int(opt, n, lo=N_CLASSES)
             if n % N_CLASSES:
@@ -336,85 +354,59 @@ class SymbolSoup(SyntheticTask):
         self.options = {"n_train": n_train, "n_validation": n_validation, "n_test": n_test,
                         "min_len": min_len, "max_len": max_len, "seed": seed, "tokenization": tokenization}
 
-    # --- generated examples ------------------------------------------------------------------------------
-
     def prepare(self, *, progress: bool = False) -> None:
-        """Draw every split now (otherwise done on first use); a no-op when already drawn or read from files."""
-        if self.files is None and self._examples is None:
+        """Draw every split now (otherwise done on first use); a no-op when drawn already or read from files."""
+        if self.files is None and not self._examples:
             o = self.options
             self._examples = draw_splits(self.sizes, o["min_len"], o["max_len"], self.seed, progress=progress)
 
-    def _generated(self) -> dict[str, list[SoupExample]]:
-        if self.files is not None:
-            raise ValueError(f"this SymbolSoup reads its examples from {self.options['data_dir']!r}; "
-                             "generate() and labels() exist only for generated data")
-        if self._examples is None:
+    def _split(self, split: str) -> list[SoupExample]:
+        """The split's examples: drawn (all splits at once) or read from its file (checked once)."""
+        if self.files is None:
             self.prepare()
-        return self._examples  # type: ignore[return-value]
+        elif split not in self._examples:
+            self._examples[split] = self._read(split)
+        return self._examples[split]
 
-    def labels(self, split: str) -> list[int]:
-        """The split's balanced, shuffled class list (class of example i = labels(split)[i])."""
-        return [ex.label for ex in self._generated()[check_split(split)]]
+    def _read(self, split: str) -> list[SoupExample]:
+        from sessa.tasks.tsv import read_tsv
 
-    def generate(self, split: str, index: int) -> SoupExample:
-        """Example `index` of `split`."""
-        split = check_split(split)
-        check_int("index", index, lo=0, hi=self.split_size(split) - 1)
-        return self._generated()[split][index]
-
-    # --- examples read from files ------------------------------------------------------------------------
-
-    def _file_rows(self, split: str) -> list[tuple[str, bytes, int]]:
-        """(Text, its ids as bytes, class) per row of the split's file, validated once on first use."""
-        if split not in self._rows:
-            from sessa.tasks.tsv import read_tsv
-
-            assert self.files is not None
-            path = self.files.get(split)
-            if path is None:
-                raise FileNotFoundError(f"data_dir {self.options['data_dir']!r} has no {split} file")
-            rows = []
-            for i, (text, answer) in enumerate(read_tsv(path)):
-                try:
-                    ids = encode(text, self.tokenization)
-                    k = answer_class(answer)
-                except ValueError as e:
-                    raise ValueError(f"{path}, row {i + 1}: {e}") from None
-                if not ids or ids[-1] != LABEL:
-                    raise ValueError(f"{path}, row {i + 1}: a SymbolSoup Text must end with '<label>'")
-                rows.append((text, bytes(ids), k))
-            if not rows:
-                raise ValueError(f"{path} holds no examples")
-            self._rows[split] = rows
-        return self._rows[split]
-
-    # --- the Task interface ------------------------------------------------------------------------------
+        assert self.files is not None
+        path = self.files.get(split)
+        if path is None:
+            raise FileNotFoundError(f"data_dir {self.options['data_dir']!r} has no {split} file")
+        out = []
+        for i, (text, answer) in enumerate(read_tsv(path)):
+            try:
+                out.append(parse_text(text, answer))
+            except ValueError as e:
+                raise ValueError(f"{path}, row {i + 1}: {e}") from None
+        if not out:
+            raise ValueError(f"{path} holds no examples")
+        return out
 
     def split_size(self, split: str) -> int:
         split = check_split(split)
-        if self.files is not None:
-            return len(self._file_rows(split))
-        return self.sizes[split]
+        return self.sizes[split] if self.files is None else len(self._split(split))
+
+    def labels(self, split: str) -> list[int]:
+        """The split's classes in example order (balanced and shuffled when generated)."""
+        return [ex.label for ex in self._split(check_split(split))]
+
+    def generate(self, split: str, index: int) -> SoupExample:
+        """Example `index` of `split` (left_first is None for examples read from files)."""
+        split = check_split(split)
+        check_int("index", index, lo=0, hi=self.split_size(split) - 1)
+        return self._split(split)[index]
 
     def example(self, split: str, index: int) -> dict[str, torch.Tensor]:
-        split = check_split(split)
-        if self.files is not None:
-            check_int("index", index, lo=0, hi=self.split_size(split) - 1)
-            _, text_ids, k = self._file_rows(split)[index]
-            ids = list(text_ids) + [CLASS0 + k]
-        else:
-            ids = self.generate(split, index).ids(self.tokenization)
+        ids = self.generate(split, index).ids(self.tokenization)
         labels = [IGNORE_INDEX] * len(ids)
         labels[-1] = ids[-1]  # scored only on the class token
         return {"input_ids": torch.tensor(ids, dtype=torch.long),
                 "labels": torch.tensor(labels, dtype=torch.long)}
 
     def text_example(self, split: str, index: int) -> tuple[str, str]:
-        if self.files is not None:
-            split = check_split(split)
-            check_int("index", index, lo=0, hi=self.split_size(split) - 1)
-            text, _, k = self._file_rows(split)[index]
-            return text, CLASS_NAMES[k]
         ex = self.generate(split, index)
         return ex.text(), CLASS_NAMES[ex.label]
 

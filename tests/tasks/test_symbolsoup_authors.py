@@ -106,8 +106,9 @@ def test_task_reads_files_as_they_are(tmp_path, layout, tokenization):
             assert a["input_ids"].tolist() == b["input_ids"].tolist()
             assert a["labels"].tolist() == b["labels"].tolist()
             assert task.text_example(split, i) == generated.text_example(split, i)
-    with pytest.raises(ValueError, match="generated data"):
-        task.generate("train", 0)
+    ex, ref = task.generate("test", 5), generated.generate("test", 5)
+    assert ex.blocks == ref.blocks and ex.label == ref.label and ex.left_first is None
+    assert task.labels("train") == generated.labels("train")
 
 
 def test_find_split_files_and_bad_folders(tmp_path):
@@ -131,13 +132,20 @@ def test_find_split_files_and_bad_folders(tmp_path):
         SymbolSoup(data_dir=str(tmp_path), seed=1, min_len=40)
 
 
-@pytest.mark.parametrize("row, match", [
-    ('"<bos>\na b\n<sep> <label>"\tCLASS_21\r\n', "row 1: answer"),
-    ('"<bos>\na z\n<sep> <label>"\tCLASS_1\r\n', "row 1: text contains 'z'"),
-    ('"<bos>\na b\n<sep>"\tCLASS_1\r\n', "row 1: a SymbolSoup Text must end with '<label>'"),
+GOOD_TEXT = "<bos>\na\n<sep1>\nb c\n<sep2>\nd\n<sep1>\ne\n<sep2>\nf\n<sep> <label>"
+
+
+@pytest.mark.parametrize("text, answer, match", [
+    (GOOD_TEXT, "CLASS_21", "row 1: answer must be a class name"),
+    (GOOD_TEXT, "class_1", "row 1: answer must be a class name"),
+    (GOOD_TEXT.replace("b c", "b z"), "CLASS_1", "row 1: a block must be letters a..p"),
+    (GOOD_TEXT.replace("b c", "b  c"), "CLASS_1", "row 1: a block must be letters a..p"),
+    (GOOD_TEXT.replace("\nd\n", "\n\n"), "CLASS_1", "row 1: a block must be letters a..p"),
+    (GOOD_TEXT[:-len(" <label>")], "CLASS_1", "row 1: text must follow the SymbolSoup layout"),
+    ("<bos>\na b\n<sep> <label>", "CLASS_1", "row 1: text must follow the SymbolSoup layout"),
 ])
-def test_bad_rows_name_the_file_and_row(tmp_path, row, match):
-    (tmp_path / "symbol_soup_test.tsv").write_text("Text\tAnswer\r\n" + row, newline="")
+def test_bad_rows_name_the_file_and_row(tmp_path, text, answer, match):
+    (tmp_path / "symbol_soup_test.tsv").write_text(f'Text\tAnswer\r\n"{text}"\t{answer}\r\n', newline="")
     task = SymbolSoup(data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="symbol_soup_test.tsv") as e:
         task.example("test", 0)
@@ -150,9 +158,8 @@ def test_a_hand_written_authors_row_is_read():
 
     with tempfile.TemporaryDirectory() as d:
         with open(f"{d}/symbol_soup_val.tsv", "w", newline="") as f:
-            f.write('Text\tAnswer\r\n"<bos>\na\n<sep1>\nb c\n<sep2>\nd\n<sep1>\ne\n<sep2>\nf\n<sep> <label>"'
-                    '\tCLASS_8\r\n')
+            f.write(f'Text\tAnswer\r\n"{GOOD_TEXT}"\tCLASS_8\r\n')
         task = SymbolSoup(data_dir=d)
         ids = task.example("validation", 0)["input_ids"].tolist()
         assert ids[-2:] == [LABEL, CLASS0 + 8] and len(ids) == 2 * 6 + 13 + 1
-        assert task.text_example("validation", 0)[1] == "L1_R3"
+        assert task.text_example("validation", 0) == (GOOD_TEXT, "L1_R3")
