@@ -71,6 +71,9 @@ def test_layout_and_scoring():
     assert scored == [item["input_ids"].numel() - 1]
     assert int(item["labels"][-1]) == CLASS0 + ex.label
     assert decode(item["input_ids"]).startswith("<bos>\n")
+    for tokenization in ("char", "compact"):  # the class token is last, right after <label>, in both modes
+        ids = small(tokenization=tokenization).example("validation", 5)["input_ids"].tolist()
+        assert ids[-2:] == [5, CLASS0 + ex.label]  # 5 = <label>
     assert int(item["input_ids"].max()) < task.vocab_size == VOCAB_SIZE
 
 
