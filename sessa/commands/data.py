@@ -1,4 +1,9 @@
-"""`sessa data TASK --out DIR`: write a generated task's splits as the authors' TSV files (Text, Answer)."""
+"""`sessa data TASK --out DIR`: write a generated task's splits as TSV files (Text, Answer).
+
+`--layout authors` (SymbolSoup) writes exactly the files of the authors' `datasets/SymbolSoup.py`, byte for byte
+for the same arguments: their --num_train_samples, --num_valid_samples, --num_test_samples, --min_tokens,
+--max_tokens and --seed are our --n-train, --n-validation, --n-test, --min-len, --max-len and --seed.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", choices=GENERATED, help="which generator")
     p.add_argument("--out", required=True, help="output folder (created); files are written atomically")
     p.add_argument("--splits", default="train,validation,test", help="comma-separated splits to write")
+    p.add_argument("--layout", choices=("sessa", "authors"), default="sessa",
+                   help="sessa: train.tsv, validation.tsv, test.tsv, labels.txt, meta.json (LF rows); authors "
+                        "(symbolsoup only): the authors' symbol_soup_{train,val,test}.tsv and symbol_soup_labels.tsv, "
+                        "answers CLASS_k, CRLF rows, byte-identical to their script for the same arguments")
     for name, (typ, help_) in FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -45,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     if not splits:
         raise ValueError("--splits must name at least one of train, validation, test")
-    written = write_task_files(task, args.out, splits=splits, progress=not args.no_progress)
+    written = write_task_files(task, args.out, splits=splits, progress=not args.no_progress, layout=args.layout)
     for what, path in written.items():
         print(f"{what}: {path}")
     return 0

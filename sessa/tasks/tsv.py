@@ -1,31 +1,43 @@
-"""The authors' file layout: one TSV per split with columns `Text` and `Answer`, plus a label vocabulary.
+"""Task files: one TSV per split with the authors' columns `Text` and `Answer`, plus a label vocabulary.
+
+Two layouts. "sessa" (default): train.tsv, validation.tsv, test.tsv, labels.txt and meta.json, rows ending
+in LF. "authors" (SymbolSoup only): exactly the files the authors' `datasets/SymbolSoup.py` writes -
+<prefix>_train.tsv, <prefix>_val.tsv, <prefix>_test.tsv and <prefix>_labels.tsv (columns Label, ClassId),
+answers 'CLASS_k', rows ending in CRLF (the csv module's default) - byte for byte for the same seed and sizes.
 
 Texts contain newlines (SymbolSoup puts every block on its own line), so fields are written with the csv
 module's minimal quoting (a field holding a tab, quote or newline is wrapped in double quotes), which
-`read_tsv`, Python's csv reader and `pandas.read_csv(path, sep="\\t")` all read back exactly.
+`read_tsv`, Python's csv reader and `pandas.read_csv(path, sep="\\t")` all read back exactly, in either layout.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 from typing import Any
 
-from sessa.tasks.base import SPLITS, SyntheticTask, check_split, write_text_atomic
+from sessa.tasks.base import SPLITS, SyntheticTask, check_choice, check_split, write_text_atomic
 
 HEADER = ("Text", "Answer")
 LABEL_VOCAB_FILE = "labels.txt"
 META_FILE = "meta.json"
+LAYOUTS = ("sessa", "authors")
+AUTHORS_SPLIT = {"train": "train", "validation": "val", "test": "test"}  # the authors' file-name suffixes
 
 
-def write_split_tsv(task: SyntheticTask, split: str, path: str, *, progress: bool = False) -> int:
+def write_split_tsv(task: SyntheticTask, split: str, path: str, *, progress: bool = False,
+                    layout: str = "sessa") -> int:
     """Write split `split` of `task` to `path` (atomically); returns the number of rows."""
     split = check_split(split)
+    check_choice("layout", layout, LAYOUTS)
     n = task.split_size(split)
+    rename = _authors_answers(task) if layout == "authors" else {}
 
     def write(f: Any) -> None:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        # the authors' csv.writer keeps the default "\r\n" row terminator; ours ends rows in "\n"
+        w = csv.writer(f, delimiter="\t", lineterminator="\r\n" if layout == "authors" else "\n")
         w.writerow(HEADER)
         rows = range(n)
         if progress:
@@ -33,25 +45,56 @@ def write_split_tsv(task: SyntheticTask, split: str, path: str, *, progress: boo
 
             rows = tqdm(rows, desc=f"{task.name} {split}", unit="ex")
         for i in rows:
-            w.writerow(task.text_example(split, i))
+            text, answer = task.text_example(split, i)
+            w.writerow((text, rename.get(answer, answer)))
 
     write_text_atomic(path, write)
     return n
 
 
+def _authors_answers(task: SyntheticTask) -> dict[str, str]:
+    """Our answer string -> the authors' one, for a task that has the authors' layout."""
+    layout = getattr(task, "authors_layout", None)
+    vocab = task.label_vocab()
+    if layout is None or vocab is None:
+        raise ValueError(f"layout='authors' exists only for symbolsoup (the one task whose generator the authors "
+                         f"published), got task {task.name!r}")
+    return dict(zip(vocab, layout["answers"], strict=True))
+
+
 def write_task_files(task: SyntheticTask, out_dir: str, *, splits: tuple[str, ...] = SPLITS,
-                     progress: bool = False) -> dict[str, str]:
-    """<split>.tsv for each split, labels.txt (when the task has a label vocabulary) and meta.json."""
+                     progress: bool = False, layout: str = "sessa") -> dict[str, str]:
+    """layout "sessa": <split>.tsv per split, labels.txt (when the task has a label vocabulary) and meta.json;
+    layout "authors" (SymbolSoup): <prefix>_{train,val,test}.tsv and <prefix>_labels.tsv (module docstring)."""
     if not isinstance(task, SyntheticTask):
         raise TypeError(f"task must be a generated task (symbolsoup, diffuse_mqar, mqar, passkey), "
                         f"got {type(task).__name__}")
+    check_choice("layout", layout, LAYOUTS)
+    if layout == "authors":
+        _authors_answers(task)  # fail before writing anything
+    splits = tuple(check_split(s) for s in splits)
     os.makedirs(out_dir, exist_ok=True)
+    prepare = getattr(task, "prepare", None)
+    if prepare is not None:
+        prepare(progress=progress)  # SymbolSoup draws all splits in one stream before the first row
     written = {}
     for split in splits:
-        split = check_split(split)
-        path = os.path.join(out_dir, f"{split}.tsv")
-        write_split_tsv(task, split, path, progress=progress)
+        name = f"{task.authors_layout['prefix']}_{AUTHORS_SPLIT[split]}" if layout == "authors" else split
+        path = os.path.join(out_dir, name + ".tsv")
+        write_split_tsv(task, split, path, progress=progress, layout=layout)
         written[split] = path
+    if layout == "authors":
+        spec = task.authors_layout
+        path = os.path.join(out_dir, f"{spec['prefix']}_labels.tsv")
+
+        def write_labels(f: Any) -> None:
+            w = csv.writer(f, delimiter="\t", lineterminator="\r\n")
+            w.writerow(spec["labels_header"])
+            w.writerows((name, k) for k, name in enumerate(spec["answers"]))
+
+        write_text_atomic(path, write_labels)
+        written["labels"] = path
+        return written
     vocab = task.label_vocab()
     if vocab is not None:
         path = os.path.join(out_dir, LABEL_VOCAB_FILE)
@@ -82,3 +125,29 @@ def read_tsv(path: str) -> list[tuple[str, str]]:
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{path} is not a valid UTF-8 TSV file: {e}") from None
     return rows
+
+
+def find_split_files(data_dir: str) -> dict[str, str]:
+    """split -> TSV path in `data_dir`, in our layout (train.tsv, validation.tsv, test.tsv) or the authors'
+    (<prefix>_train.tsv, <prefix>_val.tsv, <prefix>_test.tsv with one prefix); splits without a file are left
+    out. Raises FileNotFoundError when the folder holds neither layout, ValueError when it is ambiguous."""
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"data_dir must be a folder path, got {data_dir!r}")
+    data_dir = os.fspath(data_dir)
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"data_dir {data_dir!r} is not a folder")
+    ours = {s: os.path.join(data_dir, f"{s}.tsv") for s in SPLITS}
+    ours = {s: p for s, p in ours.items() if os.path.isfile(p)}
+    prefixes = sorted({os.path.basename(p)[:-len(f"_{suffix}.tsv")]
+                       for suffix in AUTHORS_SPLIT.values()
+                       for p in glob.glob(os.path.join(glob.escape(data_dir), f"*_{suffix}.tsv"))})
+    if ours and prefixes or len(prefixes) > 1:
+        found = (["train.tsv/validation.tsv/test.tsv"] if ours else []) + [f"{p}_*.tsv" for p in prefixes]
+        raise ValueError(f"data_dir {data_dir!r} holds several data sets ({', '.join(found)}); keep one per folder")
+    if prefixes:
+        theirs = {s: os.path.join(data_dir, f"{prefixes[0]}_{suffix}.tsv") for s, suffix in AUTHORS_SPLIT.items()}
+        return {s: p for s, p in theirs.items() if os.path.isfile(p)}
+    if not ours:
+        raise FileNotFoundError(f"data_dir {data_dir!r} holds no train.tsv/validation.tsv/test.tsv "
+                                f"and no <prefix>_train.tsv/_val.tsv/_test.tsv files")
+    return ours

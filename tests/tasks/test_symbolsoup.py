@@ -71,6 +71,9 @@ def test_layout_and_scoring():
     assert scored == [item["input_ids"].numel() - 1]
     assert int(item["labels"][-1]) == CLASS0 + ex.label
     assert decode(item["input_ids"]).startswith("<bos>\n")
+    for tokenization in ("char", "compact"):  # the class token is last, right after <label>, in both modes
+        ids = small(tokenization=tokenization).example("validation", 5)["input_ids"].tolist()
+        assert ids[-2:] == [5, CLASS0 + ex.label]  # 5 = <label>
     assert int(item["input_ids"].max()) < task.vocab_size == VOCAB_SIZE
 
 
@@ -92,8 +95,34 @@ def test_determinism_under_a_seed():
     assert any(not torch.equal(a.example("train", i)["input_ids"], c.example("train", i)["input_ids"])
                for i in range(5))
     assert a.generate("train", 0).blocks != a.generate("test", 0).blocks
-    # lazy: any index in any order gives the same example
+    # any index in any order gives the same example
     assert a.generate("test", 39).blocks == small().generate("test", 39).blocks
+
+
+def test_one_stream_through_train_validation_test():
+    """As the authors' script: train is drawn first, so it does not depend on the later splits' sizes, while
+    validation and test do depend on the sizes before them."""
+    a, b, c = small(), small(n_test=20), small(n_train=220)
+    assert [a.generate("train", i) for i in range(200)] == [b.generate("train", i) for i in range(200)]
+    assert [a.generate("validation", i) for i in range(40)] == [b.generate("validation", i) for i in range(40)]
+    d = small(n_validation=60)
+    assert [d.generate("train", i) for i in range(200)] == [a.generate("train", i) for i in range(200)]
+    assert d.generate("test", 0) != a.generate("test", 0)
+    assert [a.generate("train", i) for i in range(200)] != [c.generate("train", i) for i in range(200)]
+    assert a.generate("validation", 0) != c.generate("validation", 0)
+
+
+def test_noise_blocks_follow_the_authors_draws():
+    """n0 ~ U[1, N-2], n1 ~ U[1, N-n0-1]: mean noise shares about 1/2, 1/4, 1/4 (not 1/3 each)."""
+    task = small(n_train=2000, min_len=400, max_len=600)
+    shares = [0.0, 0.0, 0.0]
+    for i in range(2000):
+        ex = task.generate("train", i)
+        n = [len(ex.blocks[k]) for k in (0, 2, 4)]
+        for j in range(3):
+            shares[j] += n[j] / sum(n) / 2000
+    assert shares[0] == pytest.approx(0.5, abs=0.02)
+    assert shares[1] == pytest.approx(0.25, abs=0.02) and shares[2] == pytest.approx(0.25, abs=0.02)
 
 
 def test_style_parameters():
@@ -104,8 +133,17 @@ def test_style_parameters():
         assert sorted(s.primaries + s.secondaries + [t for t in range(16) if s.unigram[t] == 1.0]) == list(range(16))
         p0, s0 = s.primaries[0], s.secondaries[0]
         assert {(p0, s.primaries[1]), (p0, p0), (s0, s0), (p0, s0), (s0, p0)} <= s.preferred
+        # every letter table is walked in the style's shuffled order, as the authors' dicts are
+        assert s.first.items == tuple(s.order) and s.step[p0].items == tuple(s.order)
+        assert s.first.total == sum(s.unigram) == 28.0
         # Markov weight: unigram * (1 + 3.0) on a preferred bigram, unigram otherwise
-        assert s.markov_cum[p0][p0] - (s.markov_cum[p0][p0 - 1] if p0 else 0) == pytest.approx(3.0 * 4.0)
+        w = [b - a for a, b in zip((0.0,) + s.step[p0].cum, s.step[p0].cum, strict=False)]
+        assert w[0] == 3.0 * 4.0  # p0 -> p0, and p0 is the first letter of the walk
+        assert [w[i] for i in range(16) if (p0, s.order[i]) not in s.preferred] == \
+            [s.unigram[t] for t in s.order if (p0, t) not in s.preferred]
+        # motif tables keep the motif order (3-, then 4-, then 5-letter runs) and fit the remaining letters
+        assert [len(m) for m in s.motifs[3].items] == [3] * 14
+        assert list(s.motifs[5].items) == MOTIFS
     # each family is rebuilt identically from its own seed (123 left, 456 right), and they differ
     assert [s.primaries for s in _family(123, 4)] == [s.primaries for s in LEFT_STYLES]
     assert [s.secondaries for s in _family(456, 5)] == [s.secondaries for s in RIGHT_STYLES]
@@ -185,9 +223,9 @@ def test_collate_pads_right():
 
 @pytest.mark.parametrize(
     "bad, name",
-    [({"n_train": 30}, "n_train"), ({"n_test": 0}, "n_test"), ({"min_len": 22}, "min_len"),
+    [({"n_train": 30}, "n_train"), ({"n_test": 0}, "n_test"), ({"min_len": -1}, "min_len"),
      ({"min_len": 300, "max_len": 200}, "max_len"), ({"tokenization": "bpe"}, "tokenization"),
-     ({"seed": -1}, "seed"), ({"min_len": 24, "max_len": 24}, "max_len")],
+     ({"seed": -1}, "seed"), ({"min_len": 24, "max_len": 24}, "max_len"), ({"min_len": 0, "max_len": 22}, "max_len")],
 )
 def test_bad_options_name_the_option(bad, name):
     with pytest.raises(ValueError, match=name):
@@ -211,10 +249,10 @@ def test_bad_split_index_and_types():
 
 
 @settings(max_examples=25, deadline=None)
-@given(lo=st.integers(23, 1500), span=st.integers(1, 1500), seed=st.integers(0, 2**31))
+@given(lo=st.integers(0, 1500), span=st.integers(1, 1500), seed=st.integers(0, 2**31))
 def test_lengths_in_bounds_for_any_valid_range(lo, span, seed):
-    hi = lo + span
+    hi = max(lo + span, 23)
     task = build_task("symbolsoup", n_train=20, n_validation=20, n_test=20, min_len=lo, max_len=hi, seed=seed)
     for i in (0, 19):
         n = len(encode(task.generate("test", i).text()))
-        assert lo <= n <= hi and (n - 13) % 2 == 0
+        assert max(lo, 23) <= n <= hi and (n - 13) % 2 == 0
