@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,16 @@ class GatedBlock(nn.Module):
             raise TypeError(f"mixer must be an nn.Module or a factory returning one, got {type(mixer).__name__}")
         self.mixer = mixer
         self.out_proj = nn.Linear(d_model, d_model)
+
+    @classmethod
+    def from_config(cls, config: Any, mixer: nn.Module | Callable[[], nn.Module]) -> GatedBlock:
+        """The block of one layer of a SessaConfig around `mixer` (a module or a factory)."""
+        return cls(config.d_model, mixer, config.ln_eps)
+
+    @staticmethod
+    def final_norm(config: Any) -> nn.Module:
+        """The norm after the last block of a model made of these blocks."""
+        return nn.LayerNorm(config.d_model, eps=config.ln_eps)
 
     def forward(self, x: torch.Tensor, **mixer_kwargs):
         """x: [B, T, D] -> y: [B, T, D]. If the mixer returns (s, extra), returns (y, extra).

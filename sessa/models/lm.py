@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sessa.layers.block import GatedBlock
 from sessa.layers.cache import SessaCache
-from sessa.layers.mixers import build_mixer, mixer_class
+from sessa.layers.mixers import block_class, build_mixer, mixer_class
 from sessa.models.config import SessaConfig, SessaFields
 from sessa.ops.utils import check_tensor
 from sessa.utils import IGNORE_INDEX
@@ -74,16 +73,20 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mea
     return total / (target != IGNORE_INDEX).sum().clamp(min=1)
 
 
-def decoder_modules(config: SessaFields) -> tuple[nn.Embedding, nn.ModuleList, nn.LayerNorm]:
-    """embed_tokens, layers (n_layers gated blocks around the configured mixer) and the final norm."""
+def decoder_modules(config: SessaFields) -> tuple[nn.Embedding, nn.ModuleList, nn.Module]:
+    """embed_tokens, layers (n_layers blocks around the configured mixer) and the final norm.
+
+    The block is the mixer's (sessa.layers.mixers.block_class): the paper's GatedBlock unless the mixer
+    names another (the "llama" baseline).
+    """
     embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+    block = block_class(config.mixer)
     # the mixer is built between the block's W_in and W_out (a factory): the authors' creation order, so a
     # seed gives their initial weights
     layers = nn.ModuleList(
-        GatedBlock(config.d_model, functools.partial(build_mixer, config), config.ln_eps)
-        for _ in range(config.n_layers)
+        block.from_config(config, functools.partial(build_mixer, config)) for _ in range(config.n_layers)
     )
-    return embed_tokens, layers, nn.LayerNorm(config.d_model, eps=config.ln_eps)
+    return embed_tokens, layers, block.final_norm(config)
 
 
 def decoder_forward(
@@ -130,7 +133,7 @@ def decoder_forward(
 
 
 class SessaDecoder(nn.Module):
-    """embed_tokens -> n_layers x GatedBlock(mixer) -> LayerNorm: the final hidden states [B, T, D]."""
+    """embed_tokens -> n_layers x block(mixer) -> final norm: the final hidden states [B, T, D]."""
 
     def __init__(self, config: SessaFields) -> None:
         super().__init__()
