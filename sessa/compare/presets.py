@@ -57,7 +57,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "precision": "bf16"},
         "tasks": _TASKS_PAPER,
         "seeds": [0, 1],
-        "mixer_options": {"mamba2": {"expand": 2, "head_dim": 64, "state_size": 64}},
+        "mixer_options": {"mamba2": {"expand": 2, "head_dim": 64, "state_size": 64},
+                          "gated_deltanet": {"num_heads": 6}},
     },
     "paper-350m": {
         "model": {"d_model": 1152, "n_layers": 24, "n_heads": 18, "impl": "auto", "max_seq_len": 2048},
@@ -66,7 +67,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "precision": "bf16"},
         "tasks": _TASKS_PAPER,
         "seeds": [0, 1],
-        "mixer_options": {"mamba2": {"expand": 2, "head_dim": 64, "state_size": 64}},
+        "mixer_options": {"mamba2": {"expand": 2, "head_dim": 64, "state_size": 64},
+                          "gated_deltanet": {"num_heads": 9}},
     },
 }
 

@@ -4,7 +4,7 @@
     y = h + W_down(SiLU(W_gate RMSNorm(h)) * W_up RMSNorm(h))  (SwiGLU, hidden width 8D/3 by default)
 
 This is what a user would pick instead of the paper's gated block, so it is not a mixer inside GatedBlock:
-the mixer table's entry is the attention (`LlamaAttention`, an AttentionMixer that always has its output
+the mixer table's entry is the attention (`LlamaAttentionMixer`, an AttentionMixer that always has its output
 projection W_o) and its class attribute `block = LlamaBlock` tells the language model to build this block
 around it, with an RMSNorm as the final norm. Differences from Meta's Llama: q/k/v keep our attention's
 biases, RoPE rotates interleaved (even, odd) pairs (the same rotation up to a fixed permutation of the head
@@ -97,7 +97,7 @@ class LlamaBlock(nn.Module):
         return h + self.mlp(self.mlp_norm(h))
 
 
-class LlamaAttention(AttentionMixer):
+class LlamaAttentionMixer(AttentionMixer):
     """Causal MHA with RoPE (AttentionMixer) and an output projection W_o at every head count: in the Llama
     block nothing follows the attention before the residual (in the gated block, W_out does that job)."""
 
@@ -121,4 +121,4 @@ class LlamaAttention(AttentionMixer):
         return llama_options(d_model, options)
 
 
-__all__ = ["LlamaAttention", "LlamaBlock", "SwiGLU", "LLAMA_DEFAULTS", "llama_options", "default_mlp_hidden"]
+__all__ = ["LlamaAttentionMixer", "LlamaBlock", "SwiGLU", "LLAMA_DEFAULTS", "llama_options", "default_mlp_hidden"]

@@ -28,7 +28,7 @@ from torch import nn
 from sessa.layers.attention import AttentionMixer
 from sessa.layers.block import GatedBlock
 from sessa.layers.gated_deltanet import GatedDeltaNetMixer
-from sessa.layers.llama import LlamaAttention
+from sessa.layers.llama import LlamaAttentionMixer
 from sessa.layers.mamba2 import Mamba2Mixer
 from sessa.layers.sessa import SessaMixer
 from sessa.utils import did_you_mean
@@ -38,7 +38,7 @@ MIXERS: dict[str, type[nn.Module]] = {
     "attention": AttentionMixer,
     "mamba2": Mamba2Mixer,
     "gated_deltanet": GatedDeltaNetMixer,
-    "llama": LlamaAttention,
+    "llama": LlamaAttentionMixer,
 }
 
 
