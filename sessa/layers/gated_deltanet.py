@@ -86,6 +86,38 @@ def _note_cuda_fallback() -> None:
                       "`pip install flash-linear-attention causal-conv1d` for its fused kernels", stacklevel=3)
 
 
+def gated_deltanet_module_class() -> type[nn.Module]:
+    """transformers' Qwen3NextGatedDeltaNet with a reset_parameters for the parameters it holds itself (built on
+    first use, so that importing this file does not import transformers)."""
+    cls = globals().get("GatedDeltaNetModule")
+    if cls is not None:
+        return cls
+    from transformers.models.qwen3_next.modeling_qwen3_next import Qwen3NextGatedDeltaNet
+
+    class GatedDeltaNetModule(Qwen3NextGatedDeltaNet):
+        """The transformers module unchanged, plus reset_parameters: the Hugging Face classes call it to give
+        weights a checkpoint lacks their initial values (its Linear, conv and norm submodules reset their own)."""
+
+        @torch.no_grad()
+        def reset_parameters(self) -> None:
+            """dt_bias = 1 and A_log = log U(0.01, 16), as the constructor draws them."""
+            from transformers import initialization as init  # skips weights a checkpoint has already loaded
+
+            init.ones_(self.dt_bias)
+            init.copy_(self.A_log, torch.empty_like(self.A_log, dtype=torch.float32).uniform_(0.01, 16).log_())
+
+    GatedDeltaNetModule.__module__, GatedDeltaNetModule.__qualname__ = __name__, "GatedDeltaNetModule"
+    globals()["GatedDeltaNetModule"] = GatedDeltaNetModule
+    return GatedDeltaNetModule
+
+
+def __getattr__(name: str) -> Any:
+    """`GatedDeltaNetModule` on first access (pickle looks the class up by name)."""
+    if name == "GatedDeltaNetModule":
+        return gated_deltanet_module_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class GatedDeltaNetCache(LayerCache):
     """Decoding state of one Gated DeltaNet layer: the conv window and the d_k x d_v state of every head,
     held by a transformers cache of one linear-attention layer (the module reads and writes it itself)."""
@@ -127,7 +159,6 @@ class GatedDeltaNetMixer(nn.Module):
     def __init__(self, d_model: int, options: dict[str, Any] | None = None, ln_eps: float = 1e-5) -> None:
         super().__init__()
         from transformers.models.qwen3_next.configuration_qwen3_next import Qwen3NextConfig
-        from transformers.models.qwen3_next.modeling_qwen3_next import Qwen3NextGatedDeltaNet
 
         _quiet_fallback_notes()
         opts = gated_deltanet_options(d_model, options)
@@ -140,7 +171,7 @@ class GatedDeltaNetMixer(nn.Module):
             num_attention_heads=1, num_key_value_heads=1, head_dim=2,  # unused full-attention fields
             pad_token_id=None, bos_token_id=None, eos_token_id=None,
         )
-        self.gdn = Qwen3NextGatedDeltaNet(hf_config, layer_idx=0)
+        self.gdn = gated_deltanet_module_class()(hf_config, layer_idx=0)
 
     @classmethod
     def from_config(cls, config: Any) -> GatedDeltaNetMixer:
@@ -150,16 +181,6 @@ class GatedDeltaNetMixer(nn.Module):
     @classmethod
     def check_options(cls, d_model: int, options: dict[str, Any]) -> dict[str, int]:
         return gated_deltanet_options(d_model, options)
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """The initial values of the parameters the transformers module holds itself (its Linear, conv and
-        norm submodules reset their own): dt_bias = 1, A_log = log U(0.01, 16), as its constructor draws."""
-        from transformers import initialization as init  # skips weights a checkpoint has already loaded
-
-        gdn = self.gdn
-        init.ones_(gdn.dt_bias)
-        init.copy_(gdn.A_log, torch.empty_like(gdn.A_log, dtype=torch.float32).uniform_(0.01, 16).log_())
 
     def init_cache(self, batch_size: int, device: torch.device | str | None = None) -> GatedDeltaNetCache:
         """An empty per-layer cache for this mixer."""

@@ -2,6 +2,7 @@
 gated delta rule, transformers' chunked rule against it across chunk boundaries, the decoding cache, padding,
 options, initial values and the quiet CPU fallback."""
 
+import pickle
 import subprocess
 import sys
 
@@ -179,12 +180,18 @@ def test_defaults_follow_the_width():
     assert m.gdn.num_k_heads == m.gdn.num_v_heads == 2 and (m.gdn.head_k_dim, m.gdn.head_v_dim) == (32, 64)
 
 
-def test_reset_parameters_gives_the_constructor_distribution():
+def test_the_module_is_transformers_own_with_a_reset_and_pickles():
+    from transformers.models.qwen3_next.modeling_qwen3_next import Qwen3NextGatedDeltaNet
+
     m = make()
-    m.reset_parameters()
+    assert isinstance(m.gdn, Qwen3NextGatedDeltaNet)
+    assert type(m.gdn).forward is Qwen3NextGatedDeltaNet.forward  # nothing of its computation is ours
+    m.gdn.reset_parameters()
     assert torch.equal(m.gdn.dt_bias, torch.ones_like(m.gdn.dt_bias))
     A = m.gdn.A_log.exp()
-    assert bool(((A >= 0.01 - 1e-6) & (A <= 16 + 1e-5)).all())
+    assert bool(((A >= 0.01 - 1e-6) & (A <= 16 + 1e-5)).all()) and A.unique().numel() == A.numel()
+    a = torch.randn(1, 4, D)
+    torch.testing.assert_close(pickle.loads(pickle.dumps(m))(a), m(a), rtol=0, atol=0)
 
 
 def test_cpu_fallback_notes_are_silenced_other_warnings_kept():
