@@ -1,11 +1,16 @@
 """Parameter matching of the baselines against the Sessa model."""
 
+import functools
+
 import pytest
 
 from sessa.compare.matching import count_parameters, match_baseline
+from sessa.compare.presets import get_preset
+from sessa.layers.mixers import MIXERS
 from sessa.models import SessaConfig, SessaLM
 
 BASE = SessaConfig(vocab_size=46, d_model=64, n_layers=2)
+BASELINES = [name for name in MIXERS if name != "sessa"]
 
 
 def test_count_parameters_equals_built_model():
@@ -13,7 +18,7 @@ def test_count_parameters_equals_built_model():
         assert count_parameters(cfg) == SessaLM(cfg).num_parameters()
 
 
-@pytest.mark.parametrize("mixer", ["attention", "mamba2"])
+@pytest.mark.parametrize("mixer", BASELINES)
 @pytest.mark.parametrize("base", [BASE, SessaConfig(vocab_size=300, d_model=128, n_layers=3, n_heads=4)])
 def test_match_within_tolerance_and_reported(mixer, base):
     cfg, report = match_baseline(base, mixer)
@@ -24,6 +29,24 @@ def test_match_within_tolerance_and_reported(mixer, base):
     assert report["rel_diff"] == pytest.approx(actual / target - 1)
     assert cfg.mixer == mixer and cfg.n_layers == base.n_layers and cfg.vocab_size == base.vocab_size
     assert cfg.n_heads == base.n_heads
+
+
+@functools.cache
+def laptop_vocab_size(task: str) -> int:
+    from sessa.tasks import build_task
+
+    return build_task(task, **get_preset("laptop")["tasks"][task]).vocab_size
+
+
+@pytest.mark.parametrize("mixer", ["gated_deltanet", "llama"])
+@pytest.mark.parametrize("task", ["symbolsoup", "diffuse_mqar", "mqar", "passkey", "lm"])
+def test_new_baselines_match_the_laptop_preset_within_one_percent(mixer, task):
+    """Their fine option (value head width, SwiGLU width) brings every laptop task within 1 %."""
+    preset = get_preset("laptop")
+    base = SessaConfig(**{**preset["model"], "vocab_size": laptop_vocab_size(task)})
+    cfg, report = match_baseline(base, mixer, tolerance=0.01, mixer_options=preset.get("mixer_options", {}).get(mixer))
+    assert abs(SessaLM(cfg).num_parameters() / SessaLM(base).num_parameters() - 1) <= 0.01
+    assert report["mixer_options"] == cfg.mixer_options and cfg.n_layers == base.n_layers
 
 
 def test_tolerance_too_tight_raises_naming_it():

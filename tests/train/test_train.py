@@ -114,7 +114,8 @@ def test_task_contract_is_checked():
         train({"steps": 3})
 
 
-@pytest.mark.parametrize("model", [{"mixer": "attention", "n_heads": 2}, {"mixer": "mamba2"}, {"feedback": False}])
+@pytest.mark.parametrize("model", [{"mixer": "attention", "n_heads": 2}, {"mixer": "mamba2"}, {"feedback": False},
+                                   {"mixer": "gated_deltanet"}, {"mixer": "llama", "n_heads": 2}])
 def test_baseline_mixers_learn_too(model):
     """The same loop trains the baselines (same gated block, mixer swapped) and the no-feedback ablation."""
     from train_helpers import TINY_MODEL
