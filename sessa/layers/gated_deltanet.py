@@ -15,15 +15,13 @@ validates them, and keeps its conv / recurrent state in our cache. With the `fla
 from __future__ import annotations
 
 import copy
-import importlib.util
-import logging
-import warnings
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from sessa.layers.cache import LayerCache
+from sessa.layers.hf_kernels import note_cuda_fallback, quiet_fallback_notes
 from sessa.layers.sessa import check_attention_mask
 from sessa.ops.utils import check_positive_int, check_tensor
 
@@ -57,33 +55,9 @@ def gated_deltanet_options(d_model: int, options: dict[str, Any] | None) -> dict
     return opts
 
 
-# transformers logs "install <package> for the optimized kernel" on the first call of each of these; on CPU
-# the torch path is the intended one, so the note is dropped (on CUDA, GatedDeltaNetMixer says it once)
-_FALLBACK_FUNCTIONS = ("chunk_gated_delta_rule", "fused_recurrent_gated_delta_rule", "causal_conv1d_fn",
-                       "causal_conv1d_update")
-_state = {"filtered": False, "noted_cuda": False}
-
-
-def _drop_fallback_note(record: logging.LogRecord) -> bool:
-    message = str(record.msg)
-    return not ("falling back to its reference PyTorch implementation" in message
-                and any(f"`{name}`" in message for name in _FALLBACK_FUNCTIONS))
-
-
-def _quiet_fallback_notes() -> None:
-    if not _state["filtered"]:
-        logging.getLogger("transformers.integrations.hub_kernels").addFilter(_drop_fallback_note)
-        _state["filtered"] = True
-
-
-def _note_cuda_fallback() -> None:
-    """Once per process, on CUDA without the fused kernels: say the torch path is in use and how to change it."""
-    if _state["noted_cuda"]:
-        return
-    _state["noted_cuda"] = True
-    if importlib.util.find_spec("fla") is None:
-        warnings.warn("the gated_deltanet mixer runs transformers' pure-PyTorch gated delta rule on CUDA; "
-                      "`pip install flash-linear-attention causal-conv1d` for its fused kernels", stacklevel=3)
+# transformers' fallback notes of these functions are dropped (sessa.layers.hf_kernels)
+_TORCH_PATH = ("chunk_gated_delta_rule", "fused_recurrent_gated_delta_rule", "causal_conv1d_fn",
+               "causal_conv1d_update")
 
 
 def gated_deltanet_module_class() -> type[nn.Module]:
@@ -160,7 +134,7 @@ class GatedDeltaNetMixer(nn.Module):
         super().__init__()
         from transformers.models.qwen3_next.configuration_qwen3_next import Qwen3NextConfig
 
-        _quiet_fallback_notes()
+        quiet_fallback_notes(*_TORCH_PATH)
         opts = gated_deltanet_options(d_model, options)
         self.d_model, self.settings = d_model, opts
         hf_config = Qwen3NextConfig(
@@ -221,7 +195,7 @@ class GatedDeltaNetMixer(nn.Module):
         if not isinstance(use_cache, bool):
             raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
         if a.is_cuda:
-            _note_cuda_fallback()
+            note_cuda_fallback("gated_deltanet", "fla", "flash-linear-attention causal-conv1d")
         B, T, _ = a.shape
         if cache is None and not use_cache:
             mask = check_attention_mask(attention_mask, B, 0, T, None, a.device)

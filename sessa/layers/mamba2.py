@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from sessa.layers.hf_kernels import note_cuda_fallback, quiet_fallback_notes
 from sessa.ops.utils import check_positive_int, check_tensor
 
 # Mamba2 options accepted in SessaConfig.mixer_options, with defaults suited to small models.
@@ -65,6 +66,8 @@ class Mamba2Mixer(nn.Module):
         from transformers.models.mamba2.configuration_mamba2 import Mamba2Config
         from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer as HFMamba2Mixer
 
+        quiet_fallback_notes("mamba_split_conv1d_scan_combined", "mamba_chunk_scan_combined", "selective_state_update",
+                             "causal_conv1d_fn", "causal_conv1d_update")  # the torch path is intended on CPU
         opts = mamba2_options(d_model, options)
         self.d_model, self.settings = d_model, opts  # the full options, num_heads included
         hf_config = Mamba2Config(
@@ -89,6 +92,8 @@ class Mamba2Mixer(nn.Module):
         check_tensor("a", a, ndim=3, floating=True)
         if a.shape[-1] != self.d_model:
             raise ValueError(f"a must have width d_model = {self.d_model}, got {a.shape[-1]}")
+        if a.is_cuda:
+            note_cuda_fallback("mamba2", "mamba_ssm", "mamba-ssm causal-conv1d")
         if attention_mask is not None:
             check_tensor("attention_mask", attention_mask, ndim=2)
             if tuple(attention_mask.shape) != tuple(a.shape[:2]):
