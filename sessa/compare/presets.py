@@ -58,7 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tasks": _TASKS_PAPER,
         "seeds": [0, 1],
         "mixer_options": {"mamba2": {"expand": 2, "head_dim": 64, "state_size": 64},
-                          "gated_deltanet": {"num_heads": 6}},
+                          "gated_deltanet": {"num_heads": 6, "chunk_size": 64}},
     },
     "paper-350m": {
         "model": {"d_model": 1152, "n_layers": 24, "n_heads": 18, "impl": "auto", "max_seq_len": 2048},
@@ -68,7 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tasks": _TASKS_PAPER,
         "seeds": [0, 1],
         "mixer_options": {"mamba2": {"expand": 2, "head_dim": 64, "state_size": 64},
-                          "gated_deltanet": {"num_heads": 9}},
+                          "gated_deltanet": {"num_heads": 9, "chunk_size": 64}},
     },
 }
 

@@ -68,9 +68,10 @@ def make(options=None, d_model=D, seed=0) -> GatedDeltaNetMixer:
     return m
 
 
-# T crosses transformers' 64-token chunks (64, 65, 130) as well as short and odd lengths
+# T crosses the 16-token chunks of the default and transformers' 64-token ones, and is short or odd
 @pytest.mark.parametrize("T", [1, 5, 64, 65, 130])
-@pytest.mark.parametrize("options", [{}, {"num_heads": 3, "head_dim": 5, "head_v_dim": 7, "conv_kernel": 2}])
+@pytest.mark.parametrize("options", [{}, {"num_heads": 3, "head_dim": 5, "head_v_dim": 7, "conv_kernel": 2},
+                                     {"chunk_size": 64}])
 def test_forward_and_all_gradients_match_the_float64_statement(T, options):
     m = make(options).double()
     a = torch.randn(2, T, D, dtype=torch.float64, requires_grad=True)
@@ -88,6 +89,22 @@ def test_forward_and_all_gradients_match_the_float64_statement(T, options):
     for name, p in m.named_parameters():
         assert p.grad is not None and ref_params[name].grad is not None, name
         torch.testing.assert_close(p.grad, ref_params[name].grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_chunk_size_reaches_the_chunked_rule(monkeypatch):
+    from transformers.models.qwen3_next import modeling_qwen3_next as hf
+
+    seen, rule = [], hf.torch_chunk_gated_delta_rule
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("chunk_size"))
+        return rule(*args, **kwargs)
+
+    monkeypatch.setattr(hf, "torch_chunk_gated_delta_rule", spy)
+    a = torch.randn(1, 9, D, dtype=torch.float64)
+    small, large = make({"chunk_size": 4}).double(), make({"chunk_size": 64}).double()
+    torch.testing.assert_close(small(a), large(a), rtol=1e-5, atol=1e-6)
+    assert seen == [4, 64]
 
 
 @pytest.mark.parametrize("T, chunk", [(1, 4), (7, 4), (8, 4), (9, 4), (33, 8), (20, 64)])
@@ -172,7 +189,8 @@ def test_bad_options_are_named(options, needle):
 
 
 def test_defaults_follow_the_width():
-    assert gated_deltanet_options(64, {}) == {"num_heads": 2, "head_dim": 32, "head_v_dim": 64, "conv_kernel": 4}
+    assert gated_deltanet_options(64, {}) == {"num_heads": 2, "head_dim": 32, "head_v_dim": 64, "conv_kernel": 4,
+                                              "chunk_size": 16}
     assert gated_deltanet_options(64, {"num_heads": 3, "head_dim": 16})["head_v_dim"] == 32  # no need to divide
     m = GatedDeltaNetMixer(64)
     assert m.gdn.num_k_heads == m.gdn.num_v_heads == 2 and (m.gdn.head_k_dim, m.gdn.head_v_dim) == (32, 64)
