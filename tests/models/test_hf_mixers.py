@@ -18,9 +18,15 @@ CACHED = [name for name, cls in MIXERS.items() if "cache" in cls.accepts]
 UNCACHED = [name for name in MIXERS if name not in CACHED]
 
 
-def model(mixer: str, seed: int = 0) -> SessaForCausalLM:
+def model(mixer: str, seed: int = 0, scale: float = 1.0) -> SessaForCausalLM:
+    """A fresh model; scale > 1 multiplies every weight, so the past weighs on the scores (a wrong cache or
+    mask then changes the generated tokens, which it may not do at the small initial weights)."""
     torch.manual_seed(seed)
-    return SessaForCausalLM(SessaConfig(**TINY, mixer=mixer)).eval()
+    m = SessaForCausalLM(SessaConfig(**TINY, mixer=mixer)).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(scale)
+    return m
 
 
 @torch.no_grad()
@@ -58,13 +64,28 @@ def test_greedy_generate_equals_the_argmax_loop(mixer):
 
 @pytest.mark.parametrize("mixer", CACHED)
 def test_cached_generation_with_left_padding(mixer):
-    hf = model(mixer, seed=2)
+    hf = model(mixer, seed=2, scale=3.0)
     x = torch.randint(0, 40, (2, 6))
     assert torch.equal(hf.generate(x, max_new_tokens=4, do_sample=False, use_cache=True), argmax_loop(hf, x, 4))
     mask = torch.ones(2, 6, dtype=torch.long)
     mask[1, :2] = 0  # row 1 is left-padded
+    with torch.no_grad():  # the padded row's prefill and a cached step equal the unpadded row's
+        out = hf(x, attention_mask=mask, use_cache=True)
+        alone = hf(x[1:, 2:], use_cache=True)
+        torch.testing.assert_close(out.logits[1, 2:], alone.logits[0], rtol=1e-4, atol=1e-4)
+        nxt = torch.randint(0, 40, (2, 1))
+        step = hf(nxt, cache=out.cache, attention_mask=torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], 1))
+        torch.testing.assert_close(step.logits[1], hf(nxt[1:], cache=alone.cache).logits[0], rtol=1e-4, atol=1e-4)
     padded = hf.generate(x, attention_mask=mask, max_new_tokens=4, do_sample=False, use_cache=True)
     assert torch.equal(padded[1, 6:], argmax_loop(hf, x[1:, 2:], 4)[0, 4:])
+
+
+@pytest.mark.parametrize("mixer", CACHED)
+def test_beam_search_reorders_the_mixer_cache(mixer):
+    hf = model(mixer, seed=3, scale=3.0)
+    x = torch.randint(0, 40, (2, 5))
+    kw = dict(max_new_tokens=8, do_sample=False, num_beams=4)
+    assert torch.equal(hf.generate(x, use_cache=True, **kw), hf.generate(x, use_cache=False, **kw))
 
 
 @pytest.mark.parametrize("mixer", UNCACHED)
