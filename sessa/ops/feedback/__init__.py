@@ -3,8 +3,9 @@
 `feedback_solve` validates its arguments and dispatches to one implementation:
     naive      dense T x T matrix + triangular solve (the oracle, O(T^2) memory)
     recurrent  token loop (decoding, second oracle)
-    chunk      block forward substitution with online softmax, O(T * D) memory (training default)
-    auto       recurrent for a single new token, chunk otherwise
+    chunk      block forward substitution with online softmax, O(T * D) memory (training default on CPU)
+    triton     Triton kernels (GPU; needs the optional triton package, imported only when used)
+    auto       recurrent for a few new tokens at inference, triton on CUDA when Triton is installed, else chunk
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ try:  # the fast path lives in its own module
     IMPLS["chunk"] = chunk_feedback_solve
 except ImportError:  # pragma: no cover - only while the fast path is absent
     pass
+from sessa.ops.feedback.triton_solve import triton_available, triton_feedback_solve  # noqa: E402
+
+IMPLS["triton"] = triton_feedback_solve  # Triton itself is imported on the first call
 
 DEFAULT_CHUNK_SIZE = 256  # measured best of 32..512 on CPU (docs/fast-path.md)
 FinalState = tuple[torch.Tensor, torch.Tensor]
@@ -98,7 +102,7 @@ def feedback_solve(
     Args:
         q, k: [B, T, H, dk] feedback queries and keys. f: [B, T, H, dv]. gamma: [B, T, H].
         scale: logit scale, default 1/sqrt(dk).
-        impl: "auto" | "chunk" | "naive" | "recurrent".
+        impl: "auto" | "chunk" | "triton" | "naive" | "recurrent".
         chunk_size: block size C of the chunked solve.
         initial_state: (k_past [B, Tp, H, dk], s_past [B, Tp, H, dv]) — earlier tokens every row may read.
         output_final_state: also return (k_all, s_all) = past and new keys / solutions, the next state.
@@ -117,6 +121,8 @@ def feedback_solve(
         impl = "recurrent" if T <= 1 or "chunk" not in IMPLS else "chunk"
         if impl == "chunk" and not torch.is_grad_enabled() and T <= 8:
             impl = "recurrent"
+        if impl == "chunk" and q.is_cuda and triton_available():
+            impl = "triton"
     fn = IMPLS[impl]
     kwargs: dict = {"scale": scale}
     if impl == "chunk":
