@@ -5,7 +5,8 @@
     recurrent  token loop (decoding, second oracle)
     chunk      block forward substitution with online softmax, O(T * D) memory (training default on CPU)
     triton     Triton kernels (GPU; needs the optional triton package, imported only when used)
-    auto       recurrent for a few new tokens at inference, triton on CUDA when Triton is installed, else chunk
+    auto       recurrent for a few new tokens at inference; else triton on CUDA (Triton installed, not float64),
+               else chunk
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def feedback_solve(
         impl = "recurrent" if T <= 1 or "chunk" not in IMPLS else "chunk"
         if impl == "chunk" and not torch.is_grad_enabled() and T <= 8:
             impl = "recurrent"
-        if impl == "chunk" and q.is_cuda and triton_available():
+        if impl == "chunk" and q.is_cuda and f.dtype != torch.float64 and triton_available():
             impl = "triton"
     fn = IMPLS[impl]
     kwargs: dict = {"scale": scale}

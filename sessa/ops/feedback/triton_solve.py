@@ -3,14 +3,14 @@
 Same contract as the other implementations (inputs validated by `feedback_solve`): s [B, T, H, dv] in f's
 dtype, differentiable w.r.t. q, k, f, gamma and the past (k_past, s_past); `attention_mask` (padding) and
 `cu_seqlens` (packing, handled natively: no host synchronisation) are supported. bf16 inputs use bf16
-tensor-core products with float32 accumulation; fp16 and fp32 inputs are computed in float32.
+tensor-core products with float32 accumulation; fp16, fp32 (and float64) inputs are computed in float32:
+use impl="chunk" where float64 accuracy is wanted.
 This module imports Triton only when the solve is called, so `sessa.ops` works with torch alone.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 
 import torch
@@ -18,8 +18,12 @@ import torch
 
 @functools.cache
 def triton_available() -> bool:
-    """True when the `triton` package can be imported (it is the optional `gpu` extra)."""
-    return importlib.util.find_spec("triton") is not None
+    """True when the `triton` package imports (it is the optional `gpu` extra); asked only when needed."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def interpreter_enabled() -> bool:
