@@ -126,11 +126,11 @@ def solve_rows(cfg: Config) -> list[dict]:
             if impl == "naive" and T > DENSE_MAX_T:
                 continue
 
-            def step(impl=impl) -> None:
+            def step(impl=impl, leaves=leaves) -> None:
                 s = feedback_solve(*leaves, impl=impl)
                 torch.autograd.grad(s, leaves, torch.ones_like(s))
 
-            def fwd(impl=impl) -> None:
+            def fwd(impl=impl, leaves=leaves) -> None:
                 with torch.no_grad():
                     feedback_solve(*leaves, impl=impl)
 
@@ -175,7 +175,7 @@ def layer_rows(cfg: Config) -> list[dict]:
         row: dict = {"T": T, "B": B}
         for name, model in models.items():
 
-            def step(model=model) -> None:
+            def step(model=model, x=x) -> None:
                 with flash_only(cfg):
                     y = model(x)
                 y.backward(torch.ones_like(y))
@@ -237,7 +237,7 @@ def decode_rows(cfg: Config) -> list[dict]:
     for ctx in cfg.contexts:
         row: dict = {"context": ctx, "layers": cfg.decode_layers}
         for name, stack in stacks.items():
-            ms = measured(f"decode {name} ctx={ctx}", cfg, 5.0, lambda s=stack: decode_ms(s, ctx, cfg))
+            ms = measured(f"decode {name} ctx={ctx}", cfg, 5.0, lambda s=stack, c=ctx: decode_ms(s, c, cfg))
             row[f"{name}_ms_per_token"] = ms
             row[f"{name}_tokens_per_s"] = 1e3 / ms if ms else None
         s, a = row["sessa_ms_per_token"], row["attention_ms_per_token"]
