@@ -135,6 +135,23 @@ def test_float32_larger_shapes(T, dk, dv):
     check(make(T=T, dk=dk, dv=dv, n_past=3))
 
 
+def test_sessa_layer_with_triton_matches_chunk():
+    """The layer's own call (non-contiguous q_b / k_b / f views, one head of width D): output and all
+    parameter gradients equal those of impl="chunk"."""
+    from sessa.layers.sessa import SessaLayer
+
+    grads = {}
+    for impl in ("chunk", "triton"):
+        torch.manual_seed(1)
+        layer = SessaLayer(48, 4, impl=impl).to(DEVICE)
+        x = torch.randn(2, 21, 48, device=DEVICE, requires_grad=True)
+        y = layer(x)
+        y.square().sum().backward()
+        grads[impl] = [y.detach(), x.grad] + [p.grad for p in layer.parameters()]
+    for a, b in zip(grads["triton"], grads["chunk"], strict=True):
+        assert rel_rms(a, b) <= FP32_REL_RMS
+
+
 def test_output_final_state_and_chunked_prefill_match_one_call():
     """Continuing a cache in two pieces gives the one-call solution (values only; gradients above)."""
     q, k, f, g = (x.detach() for x in make(B=1, T=40, dk=8, dv=8))
