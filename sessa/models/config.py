@@ -51,8 +51,8 @@ class SessaConfig:
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.mixer, str):
             raise TypeError(f"mixer must be a str, got {self.mixer!r}")
-        if self.impl not in ("auto", "chunk", "naive", "recurrent"):
-            raise ValueError(f"impl must be one of auto, chunk, naive, recurrent; got {self.impl!r}")
+        if self.impl not in ("auto", "chunk", "triton", "naive", "recurrent"):
+            raise ValueError(f"impl must be one of auto, chunk, triton, naive, recurrent; got {self.impl!r}")
         if not isinstance(self.mixer_options, dict):
             raise TypeError(f"mixer_options must be a dict, got {type(self.mixer_options).__name__}")
 

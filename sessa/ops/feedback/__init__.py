@@ -32,7 +32,8 @@ except ImportError:  # pragma: no cover - only while the fast path is absent
     pass
 from sessa.ops.feedback.triton_solve import triton_available, triton_feedback_solve  # noqa: E402
 
-IMPLS["triton"] = triton_feedback_solve  # Triton itself is imported on the first call
+# IMPLS are the float64-capable implementations (any device); the GPU kernels compute in float32
+GPU_IMPLS: dict[str, Callable[..., torch.Tensor]] = {"triton": triton_feedback_solve}  # Triton loads on first call
 
 DEFAULT_CHUNK_SIZE = 256  # measured best of 32..512 on CPU (docs/fast-path.md)
 FinalState = tuple[torch.Tensor, torch.Tensor]
@@ -114,8 +115,8 @@ def feedback_solve(
         and the final state when output_final_state.
     """
     scale = _validate(q, k, f, gamma, scale, initial_state, attention_mask, cu_seqlens)
-    if not isinstance(impl, str) or impl not in (*IMPLS, "auto"):
-        raise ValueError(f"impl must be one of {sorted((*IMPLS, 'auto'))}, got {impl!r}")
+    if not isinstance(impl, str) or impl not in (*IMPLS, *GPU_IMPLS, "auto"):
+        raise ValueError(f"impl must be one of {sorted((*IMPLS, *GPU_IMPLS, 'auto'))}, got {impl!r}")
     check_positive_int("chunk_size", chunk_size)
     T = q.shape[1]
     if impl == "auto":
@@ -124,7 +125,7 @@ def feedback_solve(
             impl = "recurrent"
         if impl == "chunk" and q.is_cuda and f.dtype != torch.float64 and triton_available():
             impl = "triton"
-    fn = IMPLS[impl]
+    fn = IMPLS[impl] if impl in IMPLS else GPU_IMPLS[impl]
     kwargs: dict = {"scale": scale}
     if impl == "chunk":
         kwargs["chunk_size"] = chunk_size
@@ -153,4 +154,6 @@ def feedback_solve(
     return s, (k_all, s_all)
 
 
-__all__ = ["feedback_solve", "naive_feedback_solve", "recurrent_feedback_solve", "IMPLS", "DEFAULT_CHUNK_SIZE"]
+__all__ = [
+    "feedback_solve", "naive_feedback_solve", "recurrent_feedback_solve", "IMPLS", "GPU_IMPLS", "DEFAULT_CHUNK_SIZE"
+]

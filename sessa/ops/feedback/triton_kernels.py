@@ -16,7 +16,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-NEG = -1.0e30  # finite stand-in for -inf: exp(NEG - m) == 0 with no inf - inf NaNs
+NEG: tl.constexpr = tl.constexpr(-1.0e30)  # finite -inf: exp(NEG - m) == 0, no inf - inf NaNs
 
 
 @triton.jit
@@ -45,12 +45,15 @@ def _dot(a, b, acc, DT: tl.constexpr, PREC: tl.constexpr, INTERP: tl.constexpr):
         elif PREC == "tf32":
             a = _round(a, 13)
             b = _round(b, 13)
-        return tl.dot(a, b, acc, input_precision="ieee")
-    a = a.to(DT)
-    b = b.to(DT)
-    if DT == tl.float32:
-        return tl.dot(a, b, acc, input_precision=PREC)
-    return tl.dot(a, b, acc)
+        acc = tl.dot(a, b, acc, input_precision="ieee")
+    else:
+        a = a.to(DT)
+        b = b.to(DT)
+        if DT == tl.float32:
+            acc = tl.dot(a, b, acc, input_precision=PREC)
+        else:
+            acc = tl.dot(a, b, acc)
+    return acc
 
 
 @triton.jit
@@ -77,7 +80,7 @@ def _logits(Q, K, q_base, k_base, rows, cols, row_in, col_in, DK, BM: tl.constex
 
 @triton.jit
 def _allowed(LO, KOK, b, rows, cols, row_in, col_in, P, Tp, N, HAS_KMASK: tl.constexpr):
-    """[BM, BN] bool: row t may read key j (lo[t] <= j < P + t, key real); also returns lo of the rows."""
+    """[BM, BN] bool: row t may read key j (lo[t] <= j < P + t, both in range, key real)."""
     lo = tl.load(LO + b * Tp + rows, mask=row_in, other=0)
     ok = (cols[None, :] < (P + rows)[:, None]) & (cols[None, :] >= lo[:, None]) & row_in[:, None] & col_in[None, :]
     if HAS_KMASK:
