@@ -1,10 +1,12 @@
 """The per-token decode step of a Sessa layer never waits for the device and does not re-allocate per token.
 
-The NaN/Inf input checks (`sessa.ops.utils.set_finite_checks`) cost one host sync per call by design; a
-serving loop switches them off, as these tests do, and then nothing in the step reads a tensor value back.
+On CUDA with Triton installed the step is the Triton decoding kernel (impl="auto"). The NaN/Inf input
+checks (`sessa.ops.utils.set_finite_checks`) cost one host sync per call by design; a serving loop switches
+them off, as these tests do, and then nothing in the step reads a tensor value back.
 """
 
 import contextlib
+import os
 
 import pytest
 import torch
@@ -24,10 +26,10 @@ def finite_checks_off():
         set_finite_checks(True)
 
 
-def prefilled(device: str, dtype: torch.dtype, n_ctx: int = 40):
+def prefilled(device: str, dtype: torch.dtype, n_ctx: int = 40, impl: str = "auto"):
     """A SessaLayer and its cache after a prefill of n_ctx tokens (batch 2)."""
     torch.manual_seed(0)
-    layer = SessaLayer(D, H).to(device=device, dtype=dtype).eval()
+    layer = SessaLayer(D, H, impl=impl).to(device=device, dtype=dtype).eval()
     with torch.no_grad():
         _, cache = layer(torch.randn(2, n_ctx, D, device=device, dtype=dtype), use_cache=True)
     return layer, cache
@@ -37,10 +39,16 @@ def _forbid(*_args, **_kwargs):
     raise AssertionError("the decode step read a tensor value back to the host")
 
 
-def test_decode_step_reads_no_tensor_value_back(monkeypatch):
-    layer, cache = prefilled("cpu", torch.float32)
-    _, ref_cache = prefilled("cpu", torch.float32)
-    _, spare = prefilled("cpu", torch.float32)
+@pytest.mark.parametrize("impl", ["auto", "triton"])
+def test_decode_step_reads_no_tensor_value_back(monkeypatch, impl):
+    """auto is the token-loop step on CPU; triton runs its decoding kernels in Triton's CPU interpreter."""
+    if impl == "triton":
+        pytest.importorskip("triton", reason="needs the optional triton package")
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            pytest.skip("the Triton kernels run on CPU only in the interpreter (TRITON_INTERPRET=1)")
+    layer, cache = prefilled("cpu", torch.float32, impl=impl)
+    _, ref_cache = prefilled("cpu", torch.float32, impl=impl)
+    _, spare = prefilled("cpu", torch.float32, impl=impl)
     x = torch.randn(2, 1, D)
     with torch.no_grad():
         with finite_checks_off():

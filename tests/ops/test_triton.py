@@ -136,6 +136,33 @@ def test_float32_larger_shapes(T, dk, dv):
     check(make(T=T, dk=dk, dv=dv, n_past=3))
 
 
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, FP32_REL_RMS), (torch.bfloat16, BF16_REL_RMS)])
+@pytest.mark.parametrize("padded", [False, True])
+def test_decode_step_matches_oracle(dtype, tol, padded):
+    """One token against a cache held as strided views of larger buffers (as the layer cache stores it)."""
+    B, n, H, dk, dv = 2, 600, 2, 24, 40  # 600 keys: two key splits of the weighted sum
+    big_k = torch.randn(B, n + 50, H, dk, device=DEVICE).to(dtype)
+    big_s = torch.randn(B, n + 50, H, dv, device=DEVICE).to(dtype)
+    k_past, s_past = big_k[:, :n], big_s[:, :n]
+    q, k = torch.randn(B, 1, H, dk, device=DEVICE).to(dtype), torch.randn(B, 1, H, dk, device=DEVICE).to(dtype)
+    f, g = torch.randn(B, 1, H, dv, device=DEVICE).to(dtype), torch.full((B, 1, H), 0.9, device=DEVICE).to(dtype)
+    mask = None
+    if padded:
+        mask = torch.ones(B, n + 1, dtype=torch.long, device=DEVICE)
+        mask[0, :17] = 0  # left padding of the past
+        mask[1, :] = 0  # a padded row: reads nothing, s = f
+        mask[1, n] = 0
+    with torch.no_grad():
+        s = feedback_solve(q, k, f, g, impl="triton", initial_state=(k_past, s_past), attention_mask=mask)
+    ref = feedback_solve(*(x.double().cpu() for x in (q, k, f, g)), impl="recurrent",
+                         initial_state=(k_past.double().cpu(), s_past.double().cpu()),
+                         attention_mask=None if mask is None else mask.cpu())
+    assert s.dtype == dtype and s.shape == (B, 1, H, dv)
+    assert rel_rms(s, ref) <= tol
+    if padded:
+        assert torch.equal(s[1], f[1])
+
+
 def test_sessa_layer_with_triton_matches_chunk():
     """The layer's own call (non-contiguous q_b / k_b / f views, one head of width D): output and all
     parameter gradients equal those of impl="chunk"."""

@@ -45,6 +45,10 @@ ptrs = {n: "*fp32" for n in ("X", "A", "F", "G", "O", "V", "Gd", "ACC", "U", "W"
 for C in (16, 64):
     build(K.leaf_fwd_kernel, ptrs, {"C": C, "BV": 64, "INTERP": False})
     build(K.leaf_bwd_kernel, ptrs, {"C": C, "BV": 64, "INTERP": False})
+from sessa.ops.feedback import triton_decode as Dk
+
+build(Dk.logits_kernel, {"Q": "*fp32", "K": "*bf16", "OUT": "*fp32", "scale": "fp32"}, {"BN": 64, "BK": 128})
+build(Dk.weighted_sum_kernel, {"Wt": "*fp32", "S": "*bf16", "OUT": "*fp32"}, {"BN": 32, "BV": 64})
 print("all compiled")
 """
 
@@ -56,4 +60,4 @@ def test_all_kernels_compile_for_sm90():
     env["TRITON_DEFAULT_FP_FUSION"] = "1"  # silence Triton 3.9's notice; fusion on, as by default
     r = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count("compiled") == 19 and "all compiled" in r.stdout
+    assert r.stdout.count("compiled") == 21 and "all compiled" in r.stdout

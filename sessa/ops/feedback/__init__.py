@@ -5,8 +5,8 @@
     recurrent  token loop (decoding, second oracle)
     chunk      block forward substitution with online softmax, O(T * D) memory (training default on CPU)
     triton     Triton kernels (GPU; needs the optional triton package, imported only when used)
-    auto       recurrent for a few new tokens at inference; else triton on CUDA (Triton installed, not float64),
-               else chunk
+    auto       on CUDA with Triton installed (not float64): triton (also for one decoded token); otherwise
+               recurrent for a few new tokens at inference, else chunk
 """
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ def feedback_solve(
         impl = "recurrent" if T <= 1 or "chunk" not in IMPLS else "chunk"
         if impl == "chunk" and not torch.is_grad_enabled() and T <= 8:
             impl = "recurrent"
-        if impl == "chunk" and q.is_cuda and f.dtype != torch.float64 and triton_available():
-            impl = "triton"
+        if (impl == "chunk" or T == 1) and q.is_cuda and f.dtype != torch.float64 and triton_available():
+            impl = "triton"  # training / prefill kernels, or the decoding step for one token
     fn = IMPLS[impl] if impl in IMPLS else GPU_IMPLS[impl]
     kwargs: dict = {"scale": scale}
     if impl == "chunk":

@@ -2,7 +2,8 @@
 
 Same contract as the other implementations (inputs validated by `feedback_solve`): s [B, T, H, dv] in f's
 dtype, differentiable w.r.t. q, k, f, gamma and the past (k_past, s_past); `attention_mask` (padding) and
-`cu_seqlens` (packing, handled natively: no host synchronisation) are supported. bf16 inputs use bf16
+`cu_seqlens` (packing, handled natively: no host synchronisation) are supported. One new token against a
+cache without gradients (decoding) takes a two-pass single-query kernel (triton_decode.py). bf16 inputs use bf16
 tensor-core products with float32 accumulation; fp16, fp32 (and float64) inputs are computed in float32:
 use impl="chunk" where float64 accuracy is wanted.
 This module imports Triton only when the solve is called, so `sessa.ops` works with torch alone.
@@ -103,6 +104,13 @@ def triton_feedback_solve(
     if q.shape[1] == 0:
         return f.clone()
     k_past, s_past = initial_state if initial_state is not None else (None, None)
+    grads = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, f, gamma, k_past, s_past))
+    if q.shape[1] == 1 and k_past is not None and not grads:  # decoding: one token against the cache
+        if k_past.shape[1] == 0:
+            return f.clone()
+        from sessa.ops.feedback.triton_decode import triton_decode_step
+
+        return triton_decode_step(q, f, gamma, k_past, s_past, attention_mask, float(scale))
     return TritonFeedbackSolve.apply(q, k, f, gamma, k_past, s_past, attention_mask, cu_seqlens, float(scale))
 
 
