@@ -5,8 +5,8 @@
     recurrent  token loop (decoding, second oracle)
     chunk      block forward substitution with online softmax, O(T * D) memory (training default on CPU)
     triton     Triton kernels (GPU; needs the optional triton package, imported only when used)
-    auto       on CUDA with Triton installed (not float64): triton (also for one decoded token); otherwise
-               recurrent for a few new tokens at inference, else chunk
+    auto       recurrent for 2..8 new tokens at inference; otherwise, on CUDA with Triton installed (not
+               float64), triton (training, prefill and one decoded token), else recurrent (1 token) / chunk
 """
 
 from __future__ import annotations
