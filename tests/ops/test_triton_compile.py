@@ -25,9 +25,10 @@ assert type(K.lse_kernel).__name__ == "JITFunction"
 target = GPUTarget("cuda", 90, 32)
 
 
-def build(fn, types, consts):
+def build(fn, types, consts, num_warps=8):  # 8 warps as launched (the GEMM and decoding kernels: 4)
     sig = {a: "constexpr" if a in consts else types.get(a, "i32") for a in fn.arg_names}
-    triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts), target=target)
+    src = ASTSource(fn=fn, signature=sig, constexprs=consts)
+    triton.compile(src, target=target, options={"num_warps": num_warps})
     print("compiled", fn.__name__, sorted((k, str(v)) for k, v in consts.items()), flush=True)
 
 
@@ -40,15 +41,16 @@ for DT, name, BK, prec in ((tl.bfloat16, "bf16", 64, "tf32"), (tl.float32, "fp32
                                     "BK": BK, "DT": DT, "PREC": prec, "INTERP": False})
     for xy, dt in ((name, DT), ("fp32", tl.float32)):
         build(K.gemm_acc_kernel, {"X": f"*{xy}", "Y": f"*{xy}", "Cm": "*fp32"},
-              {"BM": 64, "BN": 64, "BK": BK, "DT": dt, "PREC": prec, "INTERP": False})
+              {"BM": 64, "BN": 64, "BK": BK, "DT": dt, "PREC": prec, "INTERP": False}, num_warps=4)
 ptrs = {n: "*fp32" for n in ("X", "A", "F", "G", "O", "V", "Gd", "ACC", "U", "W")}
 for C in (16, 64):
-    build(K.leaf_fwd_kernel, ptrs, {"C": C, "BV": 64, "INTERP": False})
-    build(K.leaf_bwd_kernel, ptrs, {"C": C, "BV": 64, "INTERP": False})
+    build(K.leaf_fwd_kernel, ptrs, {"C": C, "BV": 16, "INTERP": False})
+    build(K.leaf_bwd_kernel, ptrs, {"C": C, "BV": 16, "INTERP": False})
 from sessa.ops.feedback import triton_decode as Dk
 
-build(Dk.logits_kernel, {"Q": "*fp32", "K": "*bf16", "OUT": "*fp32", "scale": "fp32"}, {"BN": 64, "BK": 128})
-build(Dk.weighted_sum_kernel, {"Wt": "*fp32", "S": "*bf16", "OUT": "*fp32"}, {"BN": 32, "BV": 64})
+dec = {"Q": "*fp32", "K": "*bf16", "OUT": "*fp32", "scale": "fp32"}
+build(Dk.logits_kernel, dec, {"BN": 64, "BK": 128}, num_warps=4)
+build(Dk.weighted_sum_kernel, {"Wt": "*fp32", "S": "*bf16", "OUT": "*fp32"}, {"BN": 32, "BV": 64}, num_warps=4)
 print("all compiled")
 """
 

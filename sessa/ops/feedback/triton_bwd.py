@@ -17,7 +17,16 @@ import torch
 import triton
 
 from sessa.ops.feedback import triton_kernels as kern
-from sessa.ops.feedback.triton_fwd import INTERP, Problem, gemm_acc, row_slices, weights, workspace
+from sessa.ops.feedback.triton_fwd import (
+    INTERP,
+    LEAF_BV,
+    WARPS,
+    Problem,
+    gemm_acc,
+    row_slices,
+    weights,
+    workspace,
+)
 
 
 def _rectangle(p: Problem, lse, w, values, o, r0, r1, c0, c1, acc, dq, dk) -> None:
@@ -41,11 +50,10 @@ def triton_backward(p: Problem, grad_s, values, o, lse, a_diag, x_diag):
     w = torch.empty_like(acc)
     dq = torch.zeros(BH, Tp, p.dk, dtype=torch.float32, device=dev)
     dk = torch.zeros(BH, p.N, p.dk, dtype=torch.float32, device=dev)
-    bv = 64 if dv >= 64 else 16
 
     def leaf(i: int) -> None:
-        kern.leaf_bwd_kernel[(triton.cdiv(dv, bv), BH)](
-            x_diag, grad_s, acc, p.gamma, u, w, i * C, Tp, dv, C=C, BV=bv, INTERP=INTERP
+        kern.leaf_bwd_kernel[(triton.cdiv(dv, LEAF_BV), BH)](
+            x_diag, grad_s, acc, p.gamma, u, w, i * C, Tp, dv, C=C, BV=LEAF_BV, INTERP=INTERP, num_warps=WARPS
         )
 
     def solve(a: int, b: int) -> None:  # leaves [a, b); acc of their rows holds every later row's term

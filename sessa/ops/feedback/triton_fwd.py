@@ -25,6 +25,11 @@ from sessa.ops.feedback import triton_kernels as kern
 LEAF = 64  # C: rows per diagonal block (the sequential step); smaller T use the next power of two >= 16
 WORKSPACE_ELEMENTS = 1 << 26  # weights materialised at once over the whole batch (256 MiB in float32)
 TILE = 64  # rows / keys per program of the tile and GEMM kernels
+# 8 warps for the normaliser, tile and leaf kernels, and 16 value columns per leaf program: the settings
+# whose sm_90 builds do not spill registers (ptxas -v; the exact-float32 C x C leaf products are the
+# hungriest), which also gives a batch-1 leaf step D / 16 parallel programs
+WARPS = 8
+LEAF_BV = 16
 INTERP = type(kern.lse_kernel).__name__ == "InterpretedFunction"
 
 
@@ -140,7 +145,7 @@ def row_normalisers(p: Problem) -> torch.Tensor:
     grid = (triton.cdiv(p.Tp, TILE), p.BH)
     kern.lse_kernel[grid](
         p.q, p.k, p.lo, kok, lse, p.P, p.Tp, p.N, p.dk, p.H, p.scale,
-        HAS_KMASK=has, BM=TILE, BN=TILE, BK=p.block_k, DT=p.tl_dtype, INTERP=INTERP,
+        HAS_KMASK=has, BM=TILE, BN=TILE, BK=p.block_k, DT=p.tl_dtype, INTERP=INTERP, num_warps=WARPS,
     )
     return lse
 
@@ -157,7 +162,7 @@ def weights(p: Problem, lse, r0, r1, c0, c1, out_a, *, diag=False, ds=None, w=No
         dummy if o is None else o, out_a, out_a if ds is None else ds,
         r0, r1, c0, c1, p.P, p.Tp, p.N, p.dk, p.dv, p.H, p.scale, n_cols,
         HAS_KMASK=has, DIAG=diag, WITH_DS=ds is not None, BM=bm, BN=bm, BK=p.block_k, DT=p.tl_dtype,
-        PREC=p.prec, INTERP=INTERP,
+        PREC=p.prec, INTERP=INTERP, num_warps=WARPS,
     )
 
 
@@ -217,11 +222,11 @@ def triton_forward(p: Problem, fh: torch.Tensor, values: torch.Tensor):
     if p.P:  # every row's contribution from the past keys: one parallel product
         accumulate_rows(p, lse, o, values, 0, p.Tp, 0, p.P)
     a_diag, x_diag = diagonal_blocks(p, lse)
-    bv = 64 if p.dv >= 64 else 16
 
     def leaf(i: int) -> None:
-        kern.leaf_fwd_kernel[(triton.cdiv(p.dv, bv), p.BH)](
-            x_diag, a_diag, fh, p.gamma, o, values, i * p.C, p.P, p.Tp, p.N, p.dv, C=p.C, BV=bv, INTERP=INTERP
+        kern.leaf_fwd_kernel[(triton.cdiv(p.dv, LEAF_BV), p.BH)](
+            x_diag, a_diag, fh, p.gamma, o, values, i * p.C, p.P, p.Tp, p.N, p.dv, C=p.C, BV=LEAF_BV,
+            INTERP=INTERP, num_warps=WARPS,
         )
 
     def solve(a: int, b: int) -> None:  # leaves [a, b); o of their rows already holds every key before a
