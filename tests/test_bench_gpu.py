@@ -5,6 +5,7 @@ decode), the budget / out-of-memory bookkeeping and the JSON + markdown output r
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -54,3 +55,20 @@ def test_budget_and_out_of_memory_are_reported_not_fatal():
     if not torch.cuda.is_available():  # empty_cache is a no-op without CUDA
         assert bench_gpu.measured("y", cfg, 0.0, oom) is None
     assert cfg.skipped == ["x: skipped (time budget)"] + (["y: out of memory"] if not torch.cuda.is_available() else [])
+
+
+@pytest.mark.slow
+def test_sections_with_the_triton_path_in_the_interpreter(tmp_path):
+    """The configuration the GPU run uses (bf16, triton solve / layer / decoding step), at toy sizes on CPU."""
+    pytest.importorskip("triton", reason="needs the optional triton package")
+    if torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("CPU-only check through Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1)")
+    cfg = bench_gpu.Config(
+        device="cpu", dtype=torch.bfloat16, d_model=32, n_heads=4, tokens=64, ts=(32,),
+        solve_impls=("triton", "chunk"), layer_impl="triton", contexts=(40,), decode_layers=1, decode_steps=2,
+        repeats=1,
+    )
+    sections = bench_gpu.run(cfg, tmp_path)
+    assert sections["solve"][0]["triton_fwdbwd_ms"] > 0 and sections["solve"][0]["speedup_vs_chunk_fwdbwd"] > 0
+    assert sections["layer"][0]["fwdbwd_ratio"] > 0 and sections["decode"][0]["time_ratio"] > 0
+    assert not cfg.skipped
