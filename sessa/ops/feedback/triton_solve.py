@@ -11,6 +11,7 @@ This module imports Triton only when the solve is called, so `sessa.ops` works w
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -42,6 +43,11 @@ def _check_runnable(q: torch.Tensor) -> None:
         )
 
 
+def on_device(x: torch.Tensor):
+    """Triton launches on the current CUDA device: make it x's (tensors on cuda:1 while cuda:0 is current)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 def _to_bthd(x: torch.Tensor, B: int, H: int, rows: int, dtype: torch.dtype) -> torch.Tensor:
     """[B * H, >= rows, d] heads-first -> [B, rows, H, d] in dtype."""
     return x[:, :rows].reshape(B, H, rows, x.shape[-1]).transpose(1, 2).to(dtype)
@@ -54,8 +60,9 @@ class TritonFeedbackSolve(torch.autograd.Function):
     def forward(ctx, q, k, f, gamma, k_past, s_past, attention_mask, cu_seqlens, scale: float):
         from sessa.ops.feedback.triton_fwd import prepare, triton_forward
 
-        p, fh, values = prepare(q, k, f, gamma, k_past, s_past, attention_mask, cu_seqlens, scale)
-        o, lse, a_diag, x_diag = triton_forward(p, fh, values)
+        with on_device(q):
+            p, fh, values = prepare(q, k, f, gamma, k_past, s_past, attention_mask, cu_seqlens, scale)
+            o, lse, a_diag, x_diag = triton_forward(p, fh, values)
         ctx.problem = p
         ctx.save_for_backward(values, o, lse, a_diag, x_diag)
         ctx.dtypes = [None if x is None else x.dtype for x in (q, k, f, gamma, k_past, s_past)]
@@ -70,7 +77,8 @@ class TritonFeedbackSolve(torch.autograd.Function):
         p = ctx.problem
         values, o, lse, a_diag, x_diag = ctx.saved_tensors
         g = heads_first(grad_s, p.Tp, torch.float32)
-        dq, dk, ds_past, df, dgamma = triton_backward(p, g, values, o, lse, a_diag, x_diag)
+        with on_device(g):
+            dq, dk, ds_past, df, dgamma = triton_backward(p, g, values, o, lse, a_diag, x_diag)
         B, H, T, P = p.B, p.H, p.T, p.P
         need, dt = ctx.needs_input_grad, ctx.dtypes
         grads = [
@@ -110,7 +118,8 @@ def triton_feedback_solve(
             return f.clone()
         from sessa.ops.feedback.triton_decode import triton_decode_step
 
-        return triton_decode_step(q, f, gamma, k_past, s_past, attention_mask, float(scale))
+        with on_device(q):
+            return triton_decode_step(q, f, gamma, k_past, s_past, attention_mask, float(scale))
     return TritonFeedbackSolve.apply(q, k, f, gamma, k_past, s_past, attention_mask, cu_seqlens, float(scale))
 
 
