@@ -164,13 +164,13 @@ def jacobian_norms_jvp(
 
 @contextlib.contextmanager
 def _forward_mode_solves(module: nn.Module | Sequence[nn.Module], impl: str = "recurrent") -> Iterator[None]:
-    """Temporarily switch Sessa mixers with impl auto/chunk to `impl` (naive/recurrent support forward mode)."""
+    """Temporarily switch Sessa mixers with impl auto/chunk/triton to `impl` (naive/recurrent support forward mode)."""
     roots = list(module) if isinstance(module, (list, tuple)) else [module]
     changed = [
         (m, m.impl)
         for root in roots
         for m in root.modules()
-        if hasattr(m, "feedback_inputs") and getattr(m, "impl", None) in ("auto", "chunk")
+        if hasattr(m, "feedback_inputs") and getattr(m, "impl", None) in ("auto", "chunk", "triton")
     ]
     try:
         for m, _ in changed:

@@ -16,7 +16,7 @@ from sessa.ops import DEFAULT_CHUNK_SIZE
 from sessa.ops.utils import check_positive_int
 from sessa.utils import did_you_mean
 
-IMPLS = ("auto", "chunk", "naive", "recurrent")
+IMPLS = ("auto", "chunk", "triton", "naive", "recurrent")
 
 
 @dataclass

@@ -3,8 +3,10 @@
 `feedback_solve` validates its arguments and dispatches to one implementation:
     naive      dense T x T matrix + triangular solve (the oracle, O(T^2) memory)
     recurrent  token loop (decoding, second oracle)
-    chunk      block forward substitution with online softmax, O(T * D) memory (training default)
-    auto       recurrent for a single new token, chunk otherwise
+    chunk      block forward substitution with online softmax, O(T * D) memory (training default on CPU)
+    triton     Triton kernels (GPU; needs the optional triton package, imported only when used)
+    auto       recurrent for 2..8 new tokens at inference; otherwise, on CUDA with Triton installed (not
+               float64), triton (training, prefill and one decoded token), else recurrent (1 token) / chunk
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ try:  # the fast path lives in its own module
     IMPLS["chunk"] = chunk_feedback_solve
 except ImportError:  # pragma: no cover - only while the fast path is absent
     pass
+from sessa.ops.feedback.triton_solve import triton_available, triton_feedback_solve  # noqa: E402
+
+# IMPLS are the float64-capable implementations (any device); the GPU kernels compute in float32
+GPU_IMPLS: dict[str, Callable[..., torch.Tensor]] = {"triton": triton_feedback_solve}  # Triton loads on first call
 
 DEFAULT_CHUNK_SIZE = 256  # measured best of 32..512 on CPU (docs/fast-path.md)
 FinalState = tuple[torch.Tensor, torch.Tensor]
@@ -98,7 +104,7 @@ def feedback_solve(
     Args:
         q, k: [B, T, H, dk] feedback queries and keys. f: [B, T, H, dv]. gamma: [B, T, H].
         scale: logit scale, default 1/sqrt(dk).
-        impl: "auto" | "chunk" | "naive" | "recurrent".
+        impl: "auto" | "chunk" | "triton" | "naive" | "recurrent".
         chunk_size: block size C of the chunked solve.
         initial_state: (k_past [B, Tp, H, dk], s_past [B, Tp, H, dv]) — earlier tokens every row may read.
         output_final_state: also return (k_all, s_all) = past and new keys / solutions, the next state.
@@ -109,15 +115,17 @@ def feedback_solve(
         and the final state when output_final_state.
     """
     scale = _validate(q, k, f, gamma, scale, initial_state, attention_mask, cu_seqlens)
-    if not isinstance(impl, str) or impl not in (*IMPLS, "auto"):
-        raise ValueError(f"impl must be one of {sorted((*IMPLS, 'auto'))}, got {impl!r}")
+    if not isinstance(impl, str) or impl not in (*IMPLS, *GPU_IMPLS, "auto"):
+        raise ValueError(f"impl must be one of {sorted((*IMPLS, *GPU_IMPLS, 'auto'))}, got {impl!r}")
     check_positive_int("chunk_size", chunk_size)
     T = q.shape[1]
     if impl == "auto":
         impl = "recurrent" if T <= 1 or "chunk" not in IMPLS else "chunk"
         if impl == "chunk" and not torch.is_grad_enabled() and T <= 8:
             impl = "recurrent"
-    fn = IMPLS[impl]
+        if (impl == "chunk" or T == 1) and q.is_cuda and f.dtype != torch.float64 and triton_available():
+            impl = "triton"  # training / prefill kernels, or the decoding step for one token
+    fn = IMPLS[impl] if impl in IMPLS else GPU_IMPLS[impl]
     kwargs: dict = {"scale": scale}
     if impl == "chunk":
         kwargs["chunk_size"] = chunk_size
@@ -146,4 +154,6 @@ def feedback_solve(
     return s, (k_all, s_all)
 
 
-__all__ = ["feedback_solve", "naive_feedback_solve", "recurrent_feedback_solve", "IMPLS", "DEFAULT_CHUNK_SIZE"]
+__all__ = [
+    "feedback_solve", "naive_feedback_solve", "recurrent_feedback_solve", "IMPLS", "GPU_IMPLS", "DEFAULT_CHUNK_SIZE"
+]
