@@ -17,6 +17,7 @@ import torch
 
 from sessa.models.config import SessaConfig
 from sessa.models.lm import IGNORE_INDEX, SessaLM
+from sessa.utils.checks import check_int
 
 
 @dataclass
@@ -37,9 +38,7 @@ class Budget:
 
     def __post_init__(self) -> None:
         self.train_config(SessaConfig(), "symbolsoup", {}, 0)  # the trainer's own checks, naming the field
-        if isinstance(self.eval_batch_size, bool) or not isinstance(self.eval_batch_size, int) \
-                or self.eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size must be an int >= 1, got {self.eval_batch_size!r}")
+        check_int("eval_batch_size", self.eval_batch_size, lo=1)
 
     def train_config(self, model: SessaConfig, task: str, task_options: dict, seed: int):
         """The sessa.train.TrainConfig of one run (in memory: out_dir None, no progress bar)."""

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from sessa.models.config import SessaConfig
+from sessa.utils.checks import check_float
 
 DEFAULT_TOLERANCE = 0.03  # |params_baseline / params_sessa - 1| allowed
 
@@ -61,8 +62,7 @@ def match_baseline(
     """
     if not isinstance(config, SessaConfig):
         raise TypeError(f"config must be a SessaConfig, got {type(config).__name__}")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance < 1:
-        raise ValueError(f"tolerance must be a float in (0, 1), got {tolerance!r}")
+    check_float("tolerance", tolerance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     if mixer not in ("attention", "mamba2"):
         raise ValueError(f"mixer must be 'attention' or 'mamba2' for parameter matching, got {mixer!r}")
     if mixer_options:

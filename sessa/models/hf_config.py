@@ -14,6 +14,7 @@ from transformers import PreTrainedConfig
 
 from sessa.models.config import SessaConfig as CoreSessaConfig
 from sessa.ops import DEFAULT_CHUNK_SIZE
+from sessa.utils.checks import check_bool, check_int
 
 # the fields shared with the core dataclass, in its order (the HF config adds token ids and use_cache)
 CORE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CoreSessaConfig))
@@ -60,11 +61,8 @@ class SessaConfig(PreTrainedConfig):
         # Validate with the core dataclass so both configs accept exactly the same values.
         self.to_core()
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < self.vocab_size):
-                raise ValueError(f"{name} must be None or an int in [0, vocab_size = {self.vocab_size}), got {v!r}")
-        if not isinstance(self.use_cache, bool):
-            raise TypeError(f"use_cache must be a bool, got {self.use_cache!r}")
+            check_int(name, getattr(self, name), lo=0, hi=self.vocab_size - 1, none_ok=True)
+        check_bool("use_cache", self.use_cache)
         super().__post_init__(**kwargs)
 
     def to_core(self) -> CoreSessaConfig:

@@ -25,7 +25,8 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from sessa.layers.cache import SessaCache
 from sessa.models.hf_config import SessaConfig
-from sessa.models.lm import IGNORE_INDEX, SessaLM, check_token_ids
+from sessa.models.lm import IGNORE_INDEX, SessaLM
+from sessa.utils.checks import check_token_ids
 
 # keyword arguments transformers may pass that we accept (checked, never silently used otherwise)
 _PASSTHROUGH_KWARGS = frozenset({"num_items_in_batch"})
@@ -228,7 +229,7 @@ class SessaForCausalLM(SessaPreTrainedModel, GenerationMixin):
         logits = self.lm_head(slice_logits_to_keep(h, logits_to_keep))
         loss = None
         if labels is not None:
-            check_token_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
+            labels = check_token_ids("labels", labels, self.config.vocab_size, ignore_index=IGNORE_INDEX)
             if labels.shape != input_ids.shape:
                 raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, "
                                  f"got {tuple(labels.shape)}")
@@ -284,7 +285,9 @@ def _drop_all_ones(attention_mask: object, input_ids: object, cache: object) -> 
     past = cache.seq_len if isinstance(cache, SessaCache) else 0
     if input_ids.ndim != 2 or tuple(attention_mask.shape) != (input_ids.shape[0], past + input_ids.shape[1]):
         return attention_mask
-    if attention_mask.is_floating_point() or attention_mask.is_complex() or not bool((attention_mask == 1).all()):
+    if attention_mask.is_floating_point() or attention_mask.is_complex() or torch.compiler.is_compiling():
+        return attention_mask  # (compiled: no host read, the core takes the mask as given)
+    if not bool((attention_mask == 1).all()):
         return attention_mask
     return None
 

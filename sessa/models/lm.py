@@ -15,7 +15,7 @@ from sessa.layers.block import GatedBlock
 from sessa.layers.cache import SessaCache
 from sessa.layers.registry import build_mixer
 from sessa.models.config import SessaConfig
-from sessa.ops.utils import check_tensor
+from sessa.utils.checks import check_bool, check_token_ids
 
 IGNORE_INDEX = -100
 
@@ -25,22 +25,6 @@ class LMOutput:
     logits: torch.Tensor  # [B, T, vocab]
     loss: torch.Tensor | None = None  # mean next-token cross-entropy over labelled positions
     cache: Any = None
-
-
-def check_token_ids(name: str, ids: object, vocab_size: int, *, allow_ignore: bool = False) -> torch.Tensor:
-    """[B, T] integer ids in [0, vocab_size) (and IGNORE_INDEX for labels)."""
-    ids = check_tensor(name, ids, ndim=2, integer=True)
-    if ids.shape[0] == 0:
-        raise ValueError(f"{name} has an empty batch (B = 0)")
-    if ids.numel():
-        bad = (ids < 0) | (ids >= vocab_size)
-        if allow_ignore:
-            bad &= ids != IGNORE_INDEX
-        if bool(bad.any()):
-            v = ids[bad][0].item()
-            extra = f" or {IGNORE_INDEX}" if allow_ignore else ""
-            raise ValueError(f"{name} must lie in [0, vocab_size = {vocab_size}){extra}, found {v}")
-    return ids
 
 
 class SessaLM(nn.Module):
@@ -85,10 +69,12 @@ class SessaLM(nn.Module):
         cache (a SessaCache, updated in place and returned) continues earlier tokens; use_cache=True starts
         one. attention_mask [B, past + T] (1 = real token) for padded batches; cu_seqlens [N + 1] for N
         sequences packed into B = 1. Labels are used as given (set padded positions to IGNORE_INDEX).
+        Integer ids of any width (int8, uint8, int16, int32) are cast to int64; whether they lie in
+        [0, vocab_size) is checked only in debug mode (`sessa.utils.checks.debug_checks`), which keeps
+        this call free of host-device synchronisation.
         """
-        check_token_ids("input_ids", input_ids, self.config.vocab_size)
-        if not isinstance(use_cache, bool):
-            raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+        input_ids = check_token_ids("input_ids", input_ids, self.config.vocab_size)
+        check_bool("use_cache", use_cache)
         if cache is not None:
             if not isinstance(cache, SessaCache):
                 raise TypeError(f"cache must be a sessa.layers.cache.SessaCache, got {type(cache).__name__}")
@@ -116,7 +102,7 @@ class SessaLM(nn.Module):
         logits = self.lm_head(self.norm(h))
         loss = None
         if labels is not None:
-            check_token_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
+            labels = check_token_ids("labels", labels, self.config.vocab_size, ignore_index=IGNORE_INDEX)
             if labels.shape != input_ids.shape:
                 raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}")
             loss = lm_loss(logits, labels)

@@ -36,15 +36,8 @@ from itertools import accumulate
 
 import torch
 
-from sessa.tasks.base import (
-    IGNORE_INDEX,
-    SyntheticTask,
-    check_choice,
-    check_int,
-    check_split,
-    example_rng,
-    split_rng,
-)
+from sessa.tasks.base import IGNORE_INDEX, SyntheticTask, example_rng, split_rng
+from sessa.utils.checks import check_choice, check_int, check_split
 
 ALPHABET = "abcdefghijklmnop"
 N_LETTERS = 16
