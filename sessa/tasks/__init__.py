@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from sessa.tasks.base import IGNORE_INDEX, SPLITS, Task
+from sessa.tasks.base import IGNORE_INDEX, Task
+from sessa.utils.checks import SPLITS
 
 # name -> "module:Class", imported on first use so `import sessa.tasks` stays cheap
 _BUILTIN: dict[str, str] = {

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from sessa.tasks.base import LM_METRICS, SPLITS, Task
+from sessa.tasks.base import LM_METRICS, Task
 from sessa.tasks.corpus import DEFAULT_EXTENSIONS, hf_documents, load_documents
-from sessa.utils.checks import check_bool, check_float, check_int, check_split
+from sessa.utils.checks import SPLITS, check_bool, check_float, check_int, check_split
 
 _HF_SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
 

@@ -12,8 +12,8 @@ import json
 import os
 from typing import Any
 
-from sessa.tasks.base import SPLITS, SyntheticTask, write_text_atomic
-from sessa.utils.checks import check_split
+from sessa.tasks.base import SyntheticTask, write_text_atomic
+from sessa.utils.checks import SPLITS, check_split
 
 HEADER = ("Text", "Answer")
 LABEL_VOCAB_FILE = "labels.txt"

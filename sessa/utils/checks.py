@@ -234,10 +234,10 @@ def check_mask(name: str, mask: object, shape: tuple[int, ...], dims: str = "[B,
     """A bool or integer 0/1 tensor of the given shape (named `dims` in the error), returned as bool; its
     values are checked in debug mode."""
     m = check_tensor(name, mask)
-    if m.is_floating_point() or m.is_complex():
-        raise TypeError(f"{name} must be a bool or integer tensor of 0/1, got dtype {m.dtype}")
     if tuple(m.shape) != tuple(shape):
         raise ValueError(f"{name} must be {dims} = {list(shape)}, got shape {list(m.shape)}")
+    if m.is_floating_point() or m.is_complex():
+        raise TypeError(f"{name} must be a bool or integer tensor of 0/1, got dtype {m.dtype}")
     if m.dtype == torch.bool:
         return m
     check_in_range(name, m, 0, 1, rule="must hold only 0 (padding) and 1 (real token)")

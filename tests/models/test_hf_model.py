@@ -16,6 +16,7 @@ from sessa.models.hf import SessaConfig, SessaForCausalLM, SessaModel, from_hf, 
 from sessa.models.hf_config import CORE_FIELDS
 from sessa.models.lm import IGNORE_INDEX, SessaLM, lm_loss
 from sessa.tokenization import byte_tokenizer
+from sessa.utils.checks import debug_checks
 
 TINY = dict(vocab_size=258, d_model=32, n_layers=2, n_heads=2, bos_token_id=256, eos_token_id=256, pad_token_id=257)
 
@@ -194,12 +195,12 @@ def test_loss_matches_core_and_ignores_index():
     ],
 )
 def test_forward_validates(kwargs, err, match):
-    with pytest.raises(err, match=match):
+    with pytest.raises(err, match=match), debug_checks():  # debug mode: label values are checked too
         tiny()(ids(), **kwargs)
 
 
 def test_forward_rejects_bad_ids():
-    with pytest.raises(ValueError, match="input_ids"):
+    with pytest.raises(ValueError, match="input_ids"), debug_checks():
         tiny()(torch.full((1, 4), 258))
     with pytest.raises(ValueError, match="input_ids"):
         tiny()(None)

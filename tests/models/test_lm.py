@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from sessa import SessaConfig, SessaLM
+from sessa.utils.checks import debug_checks
 
 
 def tiny(**kw):
@@ -99,7 +100,7 @@ def test_unknown_mixer_and_config_dict_round_trip():
     ],
 )
 def test_bad_token_ids(ids, exc, match):
-    with pytest.raises(exc, match=match):
+    with pytest.raises(exc, match=match), debug_checks():  # the id range is a value check: debug mode only
         SessaLM(tiny())(ids)
 
 
@@ -108,5 +109,5 @@ def test_bad_labels():
     ids = torch.randint(0, 32, (2, 5))
     with pytest.raises(ValueError, match="labels must have the shape"):
         model(ids, labels=ids[:, :4])
-    with pytest.raises(ValueError, match="labels must lie"):
+    with pytest.raises(ValueError, match="labels must lie"), debug_checks():
         model(ids, labels=ids + 100)

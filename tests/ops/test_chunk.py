@@ -181,12 +181,13 @@ def test_dispatcher_auto_picks_chunk_and_matches_naive(monkeypatch):
 
 def test_bad_arguments_are_rejected():
     q, k, f, g, _, _ = make(T=4, grad=False)
+    # checked once, by the dispatcher: the chunked solve itself trusts its arguments
     with pytest.raises(ValueError, match="chunk_size"):
-        chunk_feedback_solve(q, k, f, g, scale=1.0, chunk_size=0)
+        feedback_solve(q, k, f, g, impl="chunk", chunk_size=0)
     with pytest.raises(TypeError, match="chunk_size"):
-        chunk_feedback_solve(q, k, f, g, scale=1.0, chunk_size=True)
+        feedback_solve(q, k, f, g, impl="chunk", chunk_size=True)
     with pytest.raises(ValueError, match="scale"):
-        chunk_feedback_solve(q, k, f, g, scale=-1.0, chunk_size=2)
+        feedback_solve(q, k, f, g, impl="chunk", scale=-1.0, chunk_size=2)
     with pytest.raises(ValueError, match="gamma"):  # tensors are validated once, by the dispatcher
         feedback_solve(q, k, f, g[:, :3], impl="chunk", chunk_size=2)
     with pytest.raises(ValueError, match="chunk_size"):
