@@ -17,7 +17,7 @@ from sessa.layers.attention import AttentionMixer
 from sessa.layers.block import GatedBlock
 from sessa.layers.cache import SessaLayerCache
 from sessa.ops import DEFAULT_CHUNK_SIZE, feedback_solve
-from sessa.ops.utils import causal_allowed
+from sessa.ops.utils import accum_dtype, causal_allowed
 from sessa.utils.checks import (
     check_bool,
     check_cu_seqlens,
@@ -57,11 +57,13 @@ class SessaMixer(AttentionMixer):
         self.gamma_proj = nn.Linear(d_model, 1, bias=False)
 
     def feedback_inputs(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q_b, k_b [B, T, 1, D] and gamma [B, T, 1], |gamma| <= gamma_max."""
+        """q_b, k_b [B, T, 1, D] and gamma [B, T, 1] (float32 or float64), |gamma| <= gamma_max."""
         q_b, k_b = self.fb_proj(a).unsqueeze(2).chunk(2, dim=-1)
-        gamma = self.gamma_max * torch.tanh(self.gamma_bias + self.gamma_proj(a))
-        check_in_range("gamma", gamma, -self.gamma_max, self.gamma_max,
-                       rule=f"must satisfy |gamma| <= gamma_max = {self.gamma_max} (low-precision rounding?)")
+        z = self.gamma_bias + self.gamma_proj(a)
+        # gamma in float32 at least: in bf16 a saturated gamma_max * tanh rounds to exactly 1.0, and
+        # |gamma| <= gamma_max < 1 is what keeps the solve bounded
+        gamma = self.gamma_max * torch.tanh(z.to(accum_dtype(z.dtype)))
+        check_in_range("gamma", gamma, -self.gamma_max, self.gamma_max)
         return q_b, k_b, gamma
 
     def forward(

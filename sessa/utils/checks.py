@@ -109,7 +109,7 @@ def check_in_range(
     if also is not None:
         ok |= x == also
     if rule is None:
-        rule = f"must lie in {_interval(lo, hi, open_interval, open_interval)}"
+        rule = f"must lie {_interval(lo, hi, open_interval, open_interval)}"
         rule += "" if also is None else f" or equal {also}"
     _raise_first_bad(name, x, ~ok, rule)
 
