@@ -134,6 +134,8 @@ def generate(
             generator.seed()
     stop_t = torch.tensor(stop, dtype=input_ids.dtype, device=device)
     mask = None if attention_mask is None else attention_mask.to(device=device, dtype=torch.long)
+    if mask is not None and bool(mask.all()):
+        mask = None  # nothing padded: the faster unmasked path (the loop below reads the device anyway)
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=device)
     was_training = model.training
     model.eval()

@@ -79,8 +79,9 @@ class SessaMixer(AttentionMixer):
 
         cache continues earlier tokens (T = 1 decode, T > 1 chunked prefill); attention_mask [B, past + T]
         (1 = real) hides padded tokens in both branches and RoPE counts real tokens only; cu_seqlens [N + 1]
-        packs N sequences along T (B = 1): no attention across boundaries, positions restart. An all-ones
-        mask takes the unmasked path (found with one host read; under torch.compile the mask is used as is).
+        packs N sequences along T (B = 1): no attention across boundaries, positions restart. A given mask
+        is always applied (reading whether it is all ones would wait for the device): pass None when no
+        token is padded to take the faster unmasked path.
         """
         check_hidden("a", a, self.d_model, self.q_proj.weight.dtype)
         check_bool("use_cache", use_cache)
@@ -178,7 +179,7 @@ class SessaMixer(AttentionMixer):
 def full_mask(
     attention_mask: object, B: int, n_past: int, T: int, past_mask: torch.Tensor | None, device: torch.device
 ) -> torch.Tensor | None:
-    """Bool [B, n_past + T] mask of past and new tokens, or None when every one is real."""
+    """Bool [B, n_past + T] mask of past and new tokens, or None when none is given (now or in the cache)."""
     if attention_mask is None:
         if past_mask is None:
             return None
@@ -188,8 +189,6 @@ def full_mask(
         cached = past_mask if past_mask is not None else torch.ones(B, n_past, dtype=torch.bool)
         if not torch.equal(m[:, :n_past], cached.to(device)):
             raise ValueError("attention_mask[:, :past] must equal the mask of the cached tokens")
-    if past_mask is None and not torch.compiler.is_compiling() and bool(m.all()):
-        return None  # all real: take the unmasked fast path
     return m
 
 
