@@ -264,3 +264,11 @@ def test_save_overwrites_and_validates(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValueError, match="save_directory"):
         first.save_pretrained(tmp_path / "afile")
+
+
+def test_int32_ids_and_labels_are_cast():
+    model = tiny().eval()
+    x = ids()
+    want = model(x, labels=x, use_cache=False)
+    got = model(x.int(), labels=x.int(), use_cache=False)
+    assert torch.equal(got.logits, want.logits) and torch.equal(got.loss, want.loss)

@@ -111,3 +111,12 @@ def test_bad_labels():
         model(ids, labels=ids[:, :4])
     with pytest.raises(ValueError, match="labels must lie"), debug_checks():
         model(ids, labels=ids + 100)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.int16, torch.int32])
+def test_small_integer_ids_are_cast_to_int64(dtype):
+    model = SessaLM(tiny())
+    ids = torch.randint(0, 32, (2, 6))
+    want = model(ids, labels=ids)
+    got = model(ids.to(dtype), labels=ids.to(dtype))
+    assert torch.equal(got.logits, want.logits) and torch.equal(got.loss, want.loss)
