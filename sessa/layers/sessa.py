@@ -21,12 +21,12 @@ from sessa.ops.utils import accum_dtype, causal_allowed
 from sessa.utils.checks import (
     check_bool,
     check_cu_seqlens,
+    check_equal,
     check_float,
     check_gamma_max,
     check_hidden,
     check_in_range,
     check_mask,
-    debug_checks_enabled,
 )
 
 
@@ -185,10 +185,9 @@ def full_mask(
             return None
         return torch.cat([past_mask, torch.ones(B, T, dtype=torch.bool, device=past_mask.device)], dim=1)
     m = check_mask("attention_mask", attention_mask, (B, n_past + T)).to(device)
-    if n_past and debug_checks_enabled():  # a value check: reads the mask on the host
+    if n_past:
         cached = past_mask if past_mask is not None else torch.ones(B, n_past, dtype=torch.bool)
-        if not torch.equal(m[:, :n_past], cached.to(device)):
-            raise ValueError("attention_mask[:, :past] must equal the mask of the cached tokens")
+        check_equal("attention_mask[:, :past]", m[:, :n_past], cached, "must equal the mask of the cached tokens")
     return m
 
 

@@ -114,6 +114,12 @@ def check_in_range(
     _raise_first_bad(name, x, ~ok, rule)
 
 
+def check_equal(name: str, x: torch.Tensor, expected: torch.Tensor, rule: str) -> None:
+    """Debug mode only: ValueError unless x equals `expected` (same shape) entry by entry."""
+    if _value_checks_on(x):
+        _raise_first_bad(name, x, x != expected.to(x.device), rule)
+
+
 # --- Python values ----------------------------------------------------------------------------------------
 
 
@@ -296,7 +302,7 @@ def check_gamma_max(gamma_max: object) -> float:
 
 __all__ = [
     "ENV_VAR", "SPLITS", "debug_checks", "debug_checks_enabled", "set_debug_checks", "check_finite",
-    "check_in_range", "check_int", "check_float", "check_bool", "check_choice", "check_split", "check_tensor",
-    "check_input_dtype", "check_hidden", "check_mask", "check_token_ids", "check_cu_seqlens", "check_heads",
-    "check_gamma_max",
+    "check_in_range", "check_equal", "check_int", "check_float", "check_bool", "check_choice", "check_split",
+    "check_tensor", "check_input_dtype", "check_hidden", "check_mask", "check_token_ids", "check_cu_seqlens",
+    "check_heads", "check_gamma_max",
 ]

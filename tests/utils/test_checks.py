@@ -13,6 +13,7 @@ from sessa.utils.checks import (
     check_bool,
     check_choice,
     check_cu_seqlens,
+    check_equal,
     check_finite,
     check_float,
     check_gamma_max,
@@ -125,6 +126,9 @@ def test_value_checks_report_the_first_bad_entry():
             check_token_ids("ids", torch.tensor([[1, -1]]), 8)
         check_token_ids("labels", torch.tensor([[1, -100]]), 8, ignore_index=-100)
         check_finite("empty", torch.empty(0))
+        with pytest.raises(ValueError, match=r"m\[:, :2\] must match; 1 entry breaks it, .* \(1, 0\): False"):
+            check_equal("m[:, :2]", torch.tensor([[True, True], [False, True]]), torch.ones(2, 2, dtype=torch.bool),
+                        "must match")
     # off: the same inputs pass without a look at the values
     check_in_range("ids", torch.tensor([[0, 7, 9]]), 0, 5)
     assert check_mask("m", torch.tensor([[1, 2]]), (1, 2)).tolist() == [[True, True]]
