@@ -30,11 +30,6 @@ from sessa.layers.sessa import SessaMixer
 from sessa.utils.checks import check_float, check_gamma_max, check_int
 
 
-def _check_gamma(gamma: float, gamma_max: float) -> float:
-    gamma_max = check_gamma_max(gamma_max)
-    return check_float("gamma", gamma, lo=0.0, hi=gamma_max, lo_open=True, hi_open=True)
-
-
 def _set_constant_gamma(mixer: SessaMixer, gamma: float) -> None:
     """gamma_t = gamma_max tanh(b + w . a) = gamma for every input: w = 0, b = atanh(gamma / gamma_max)."""
     nn.init.zeros_(mixer.gamma_proj.weight)
@@ -45,7 +40,7 @@ def uniform_routing_sessa(
     gamma: float, d_model: int = 4, *, gamma_max: float = 0.999, impl: str = "auto", dtype=torch.float64
 ) -> SessaMixer:
     """A SessaMixer with q_b = 0 (all feedback logits equal, alpha_fb = 1/t) and constant gamma."""
-    gamma = _check_gamma(gamma, gamma_max)
+    gamma = check_float("gamma", gamma, lo=0.0, hi=check_gamma_max(gamma_max), lo_open=True, hi_open=True)
     mixer = SessaMixer(d_model, 1, gamma_max=gamma_max, rope=False, impl=impl).to(dtype)
     with torch.no_grad():
         D = d_model
@@ -172,7 +167,7 @@ def selective_retrieval_sessa(
     k_b = sharpness * sqrt(D) * a_bar[0] e_0 and q_b = e_0, so the logit (q_b . k_b)/sqrt(D) is `sharpness`
     on the marked token and 0 elsewhere: alpha_fb[t, marked] = e^s / (e^s + t - 1) ~ 1 while t << e^s.
     """
-    gamma = _check_gamma(gamma, gamma_max)
+    gamma = check_float("gamma", gamma, lo=0.0, hi=check_gamma_max(gamma_max), lo_open=True, hi_open=True)
     check_float("sharpness", sharpness, lo=0.0, hi=80.0, lo_open=True)  # a logit: e^80 ~ 1e35
     check_int("d_model", d_model, lo=1)
     mixer = SessaMixer(d_model, 1, gamma_max=gamma_max, rope=False, impl=impl).to(dtype)
