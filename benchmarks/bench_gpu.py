@@ -10,7 +10,7 @@ Every figure comes from this one run, and every ratio is against a baseline meas
   (`SessaMixer(feedback=False)`: exactly Sessa's forward attention), both with SDPA's flash backend, and
   each one's peak `torch.cuda.max_memory_allocated`;
 - decode: tokens/s of a stack of cached Sessa layers vs the same stack with attention only (KV cache).
-The NaN/Inf input checks are switched off (one host sync per call; see sessa.ops.utils.set_finite_checks).
+Value checks (NaN/Inf) are off, as by default (they run only in sessa.utils.checks.debug_checks mode).
 A configuration that would overrun --budget-s is skipped and listed. Refuses to run without CUDA.
 Writes gpu_solve / gpu_layer / gpu_decode .json and .md into --out.
 """
@@ -32,7 +32,6 @@ from common import RESULTS_DIR, environment, write_results
 from sessa.layers.block import GatedBlock
 from sessa.layers.sessa import SessaMixer
 from sessa.ops import feedback_solve
-from sessa.ops.utils import set_finite_checks
 
 NO_CUDA = "bench_gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); nothing was measured"
 DENSE_MAX_T = 8192  # naive solve: several [B, T, T] float32 buffers
@@ -249,11 +248,7 @@ def decode_rows(cfg: Config) -> list[dict]:
 
 def run(cfg: Config, out: Path) -> dict[str, list[dict]]:
     """All three sections, each written as <out>/gpu_<section>.json and .md; returns their rows."""
-    set_finite_checks(False)
-    try:
-        sections = {"solve": solve_rows(cfg), "layer": layer_rows(cfg), "decode": decode_rows(cfg)}
-    finally:
-        set_finite_checks(True)
+    sections = {"solve": solve_rows(cfg), "layer": layer_rows(cfg), "decode": decode_rows(cfg)}
     env = environment()
     if cfg.device == "cuda":
         env["gpu"] = torch.cuda.get_device_name()

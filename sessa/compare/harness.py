@@ -24,6 +24,7 @@ from sessa.compare.loop import bench_config, budget_dict, evaluate_binned, train
 from sessa.compare.matching import DEFAULT_TOLERANCE, match_baseline
 from sessa.compare.presets import VARIANTS, get_preset, model_names
 from sessa.models.config import SessaConfig
+from sessa.utils.checks import check_float, check_int
 
 # Paper's Table 1 / Table 2 (test, mean ± std over 2 seeds), for the report.
 PAPER_REFERENCE: dict[str, dict[str, Any]] = {
@@ -45,8 +46,8 @@ def _check_list(name: str, values: object, allowed: tuple[str, ...] | None = Non
     for v in values:
         if allowed is not None and v not in allowed:
             raise ValueError(f"{name} entries must be among {list(allowed)}, got {v!r}")
-        if allowed is None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise ValueError(f"{name} entries must be ints >= 0, got {v!r}")
+        if allowed is None:
+            check_int(f"{name} entries", v, lo=0)
     return list(values)
 
 
@@ -119,13 +120,9 @@ def run_bench(
     Tiny models gain little from several threads and lose a lot when the cores are shared.
     jobs: models trained at once in separate processes (each with `threads` threads).
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance < 1:
-        raise ValueError(f"tolerance must be a float in (0, 1), got {tolerance!r}")
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+    check_int("jobs", jobs, lo=1)
+    check_float("tolerance", tolerance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    if check_int("threads", threads, lo=1, none_ok=True) is not None:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
@@ -142,8 +139,7 @@ def run_bench(
     seeds = _check_list("seeds", p["seeds"] if seeds is None else seeds)
     budget_opts = dict(p["budget"])
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        check_int("steps", steps, lo=1)
         budget_opts["steps"] = steps
         budget_opts["warmup_steps"] = min(budget_opts.get("warmup_steps", 0), max(0, steps // 10))
     opts = {**p["tasks"].get(task_name, {}), **(task_options or {})}

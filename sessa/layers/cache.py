@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from sessa.ops.utils import check_tensor
+from sessa.utils.checks import check_in_range, check_int, check_tensor
 
 
 class GrowableBuffer:
@@ -182,8 +182,7 @@ class SessaCache:
         return [False] * len(self.layers)
 
     def __init__(self, n_layers: int) -> None:
-        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-            raise ValueError(f"n_layers must be an int >= 1, got {n_layers!r}")
+        check_int("n_layers", n_layers, lo=1)
         self.layers: list[LayerCache | None] = [None] * n_layers
 
     def _first(self) -> LayerCache | None:
@@ -230,12 +229,11 @@ class SessaCache:
 
 
 def _check_batch_idx(batch_idx: object, batch_size: int) -> torch.Tensor:
-    """1-D integer tensor of row indices in [0, batch_size)."""
+    """1-D integer tensor of row indices in [0, batch_size) (the range is checked in debug mode)."""
     idx = check_tensor("batch_idx", batch_idx, ndim=1, integer=True)
     if idx.numel() == 0:
         raise ValueError("batch_idx must select at least one row")
-    if bool(((idx < 0) | (idx >= batch_size)).any()):
-        raise ValueError(f"batch_idx entries must lie in [0, {batch_size}), got {idx.tolist()}")
+    check_in_range("batch_idx", idx, 0, batch_size - 1, rule=f"entries must lie in [0, {batch_size})")
     return idx.long()
 
 

@@ -15,6 +15,7 @@ from transformers import GenerationConfig, PreTrainedConfig
 from sessa.models.config import FIELDS, SessaFields
 from sessa.models.config import SessaConfig as CoreSessaConfig
 from sessa.utils import did_you_mean
+from sessa.utils.checks import check_bool, check_int
 
 # keys transformers writes into config.json or passes while loading (PreTrainedConfig consumes them)
 _TRANSFORMERS_KEYS = frozenset({
@@ -74,11 +75,8 @@ class SessaConfig(PreTrainedConfig, SessaFields):
     def __post_init__(self, **kwargs: Any) -> None:
         self.check_fields()  # the same checks as the core config
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < self.vocab_size):
-                raise ValueError(f"{name} must be None or an int in [0, vocab_size = {self.vocab_size}), got {v!r}")
-        if not isinstance(self.use_cache, bool):
-            raise TypeError(f"use_cache must be a bool, got {self.use_cache!r}")
+            check_int(name, getattr(self, name), lo=0, hi=self.vocab_size - 1, none_ok=True)
+        check_bool("use_cache", self.use_cache)
         super().__post_init__(**kwargs)
 
     def to_core(self) -> CoreSessaConfig:

@@ -316,7 +316,9 @@ def _drop_all_ones(attention_mask: object, input_ids: object, cache: object) -> 
     past = cache.seq_len if isinstance(cache, SessaCache) else 0
     if input_ids.ndim != 2 or tuple(attention_mask.shape) != (input_ids.shape[0], past + input_ids.shape[1]):
         return attention_mask
-    if attention_mask.is_floating_point() or attention_mask.is_complex() or not bool((attention_mask == 1).all()):
+    if attention_mask.is_floating_point() or attention_mask.is_complex() or torch.compiler.is_compiling():
+        return attention_mask  # (compiled: no host read, the core takes the mask as given)
+    if not bool((attention_mask == 1).all()):
         return attention_mask
     return None
 

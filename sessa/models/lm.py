@@ -23,8 +23,8 @@ from sessa.layers.block import GatedBlock
 from sessa.layers.cache import SessaCache
 from sessa.layers.mixers import build_mixer, mixer_class
 from sessa.models.config import SessaConfig, SessaFields
-from sessa.ops.utils import check_tensor
 from sessa.utils import IGNORE_INDEX
+from sessa.utils.checks import check_bool, check_token_ids
 
 
 @dataclass
@@ -34,25 +34,9 @@ class LMOutput:
     cache: Any = None
 
 
-def check_token_ids(name: str, ids: object, vocab_size: int, *, allow_ignore: bool = False) -> torch.Tensor:
-    """[B, T] integer ids in [0, vocab_size) (and IGNORE_INDEX for labels)."""
-    ids = check_tensor(name, ids, ndim=2, integer=True)
-    if ids.shape[0] == 0:
-        raise ValueError(f"{name} has an empty batch (B = 0)")
-    if ids.numel():
-        bad = (ids < 0) | (ids >= vocab_size)
-        if allow_ignore:
-            bad &= ids != IGNORE_INDEX
-        if bool(bad.any()):
-            v = ids[bad][0].item()
-            extra = f" or {IGNORE_INDEX}" if allow_ignore else ""
-            raise ValueError(f"{name} must lie in [0, vocab_size = {vocab_size}){extra}, found {v}")
-    return ids
-
-
 def check_labels(labels: object, input_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Labels aligned with input_ids: same [B, T] shape, ids in [0, vocab_size) or IGNORE_INDEX."""
-    labels = check_token_ids("labels", labels, vocab_size, allow_ignore=True)
+    labels = check_token_ids("labels", labels, vocab_size, ignore_index=IGNORE_INDEX)
     if labels.shape != input_ids.shape:
         raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
     return labels
@@ -96,9 +80,8 @@ def decoder_forward(
     cu_seqlens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, SessaCache | None]:
     """norm(layers(embed_tokens(input_ids))) [B, T, D] and the cache, for any module holding those three."""
-    check_token_ids("input_ids", input_ids, decoder.embed_tokens.num_embeddings)
-    if not isinstance(use_cache, bool):
-        raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+    input_ids = check_token_ids("input_ids", input_ids, decoder.embed_tokens.num_embeddings)
+    check_bool("use_cache", use_cache)
     layers = decoder.layers
     if cache is not None:
         if not isinstance(cache, SessaCache):
@@ -179,6 +162,9 @@ class SessaLM(nn.Module):
         cache (a SessaCache, updated in place and returned) continues earlier tokens; use_cache=True starts
         one. attention_mask [B, past + T] (1 = real token) for padded batches; cu_seqlens [N + 1] for N
         sequences packed into B = 1. Labels are used as given (set padded positions to IGNORE_INDEX).
+        Integer ids of any width (int8, uint8, int16, int32) are cast to int64; whether they lie in
+        [0, vocab_size) is checked only in debug mode (`sessa.utils.checks.debug_checks`), which keeps
+        this call free of host-device synchronisation.
         """
         h, cache = self.model(input_ids, attention_mask=attention_mask, cache=cache, use_cache=use_cache,
                               cu_seqlens=cu_seqlens)

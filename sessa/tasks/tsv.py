@@ -18,7 +18,8 @@ import json
 import os
 from typing import Any
 
-from sessa.tasks.base import SPLITS, SyntheticTask, check_choice, check_split, write_text_atomic
+from sessa.tasks.base import SyntheticTask, write_text_atomic
+from sessa.utils.checks import SPLITS, check_choice, check_split
 
 HEADER = ("Text", "Answer")
 LABEL_VOCAB_FILE = "labels.txt"

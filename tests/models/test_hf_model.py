@@ -16,6 +16,7 @@ from sessa.models.config import SessaConfig as CoreSessaConfig
 from sessa.models.hf import SessaConfig, SessaForCausalLM, SessaModel, from_hf, to_hf
 from sessa.models.lm import IGNORE_INDEX, SessaLM, lm_loss
 from sessa.tokenization import byte_tokenizer
+from sessa.utils.checks import debug_checks
 
 TINY = dict(vocab_size=258, d_model=32, n_layers=2, n_heads=2, bos_token_id=256, eos_token_id=256, pad_token_id=257)
 
@@ -220,12 +221,12 @@ def test_loss_matches_core_and_ignores_index():
     ],
 )
 def test_forward_validates(kwargs, err, match):
-    with pytest.raises(err, match=match):
+    with pytest.raises(err, match=match), debug_checks():  # debug mode: label values are checked too
         tiny()(ids(), **kwargs)
 
 
 def test_forward_rejects_bad_ids():
-    with pytest.raises(ValueError, match="input_ids"):
+    with pytest.raises(ValueError, match="input_ids"), debug_checks():
         tiny()(torch.full((1, 4), 258))
     with pytest.raises(ValueError, match="input_ids"):
         tiny()(None)
@@ -291,3 +292,11 @@ def test_save_overwrites_and_validates(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValueError, match="save_directory"):
         first.save_pretrained(tmp_path / "afile")
+
+
+def test_int32_ids_and_labels_are_cast():
+    model = tiny().eval()
+    x = ids()
+    want = model(x, labels=x, use_cache=False)
+    got = model(x.int(), labels=x.int(), use_cache=False)
+    assert torch.equal(got.logits, want.logits) and torch.equal(got.loss, want.loss)
