@@ -1,6 +1,6 @@
 """Autoregressive generation for `SessaLM`: greedy / temperature / top-k / top-p sampling with a cache.
 
-One prefill over the prompt, then one cached decode step per new token (SESSA.md section 3: O(t D) per
+One prefill over the prompt, then one cached decode step per new token (docs/equations.md §3: O(t D) per
 token). `use_cache=False` recomputes the full forward every step (the reference the cache is tested against).
 """
 

@@ -1,4 +1,4 @@
-"""The paper's explicit constructions (SESSA.md section 5), built as real modules with chosen weights.
+"""The paper's explicit constructions (docs/equations.md §5), built as real modules with chosen weights.
 
     uniform-routing Sessa   q_b = 0 => every feedback logit equal => alpha_fb[t, j] = 1/t; gamma constant.
                             Influence of f_0 on s_t: (gamma/t) prod_{j<t}(1 + gamma/j) = Theta(t^-(1-gamma)).

@@ -1,4 +1,4 @@
-"""Fixed-routing influence Jacobians (PAPER_NOTES.md, "The paper's diagnostics").
+"""Fixed-routing influence Jacobians (docs/analysis.md).
 
 Freeze the routing a module realises on an input, then read entries of the resulting linear map:
     Sessa      ds/df = (I - diag(gamma) alpha_fb)^{-1}       (one head: the same T x T matrix for every channel)

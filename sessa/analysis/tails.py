@@ -64,7 +64,7 @@ def construction_tails(
     for g in gammas:
         prof = C.uniform_routing_influence(g, max_lag, impl=impl)
         out[f"sessa_uniform_gamma{g:g}"] = fit_entry(
-            prof, rng, n_boot=n_boot, theory={"law": "power", "beta": 1 - g, "source": "SESSA.md 5"}
+            prof, rng, n_boot=n_boot, theory={"law": "power", "beta": 1 - g, "source": "docs/equations.md §5"}
         )
     out["attention_uniform"] = fit_entry(
         C.uniform_attention_influence(max_lag), rng, n_boot=n_boot, theory={"law": "power", "beta": 1.0}

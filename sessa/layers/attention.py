@@ -3,7 +3,7 @@
     q = W_q a_bar, k = W_k a_bar, v = W_v a_bar        (RoPE on q, k; GQA: query head h reads kv head h // (H/Hkv))
     s = W_o softmax(q k^T / sqrt(d) + causal mask) v    (W_o only when H > 1, as in Sessa's forward branch)
 
-It is exactly Sessa's forward branch f (SESSA.md section 2) with no feedback loop, so the only difference
+It is exactly Sessa's forward branch f (docs/equations.md §2) with no feedback loop, so the only difference
 between the "attention" and "sessa" models is the mixer's feedback solve (and the width chosen by
 `sessa.compare.matching` to equalise parameter counts).
 """

@@ -1,4 +1,4 @@
-"""The Sessa mixer and layer (SESSA.md sections 1-2).
+"""The Sessa mixer and layer (docs/equations.md §1-2).
 
     f        = causal multi-head softmax attention of a_bar           (the forward branch)
     s        = (I - diag(gamma) alpha_fb)^{-1} f                      (attention inside the feedback loop)
@@ -218,7 +218,7 @@ def forward_mask(mask: torch.Tensor | None, n_past: int, T: int, device: torch.d
 
 
 class SessaLayer(GatedBlock):
-    """y = x + W_out(s * g): the gated block of SESSA.md section 1 around a SessaMixer."""
+    """y = x + W_out(s * g): the gated block of docs/equations.md §1 around a SessaMixer."""
 
     mixer_class: type[SessaMixer] = SessaMixer  # a subclass may swap in a SessaMixer subclass
 

@@ -3,7 +3,7 @@
 Nothing is re-implemented: `SessaModel` holds the core modules (`embed_tokens`, `layers`, `norm`, built by
 `sessa.models.lm.decoder_modules`) and runs the core `decoder_forward`; `SessaForCausalLM` adds the (tied)
 LM head and the core `lm_loss`. Weight names are those of the core `SessaLM`, so logits equal the core
-model's bit for bit, and the cache is the core `sessa.layers.cache.SessaCache`.
+model's bit for bit, and the cache is the core `sessa.models.cache.SessaCache`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils.deprecation import deprecate_kwarg
 
-from sessa.layers.cache import SessaCache
+from sessa.models.cache import SessaCache
 from sessa.models.hf_config import SessaConfig
 from sessa.models.legacy import V0_1_KEY_MAPPING
 from sessa.models.lm import check_labels, decoder_forward, decoder_modules, lm_loss, supports_cache
@@ -131,7 +131,7 @@ class SessaPreTrainedModel(PreTrainedModel):
         elif "RMSNorm" in type(module).__name__ and isinstance(getattr(module, "weight", None), nn.Parameter):
             init.ones_(module.weight)
         gamma_bias = getattr(module, "gamma_bias", None)
-        if isinstance(gamma_bias, nn.Parameter):  # b_gamma of a Sessa mixer (SESSA.md section 2)
+        if isinstance(gamma_bias, nn.Parameter):  # b_gamma of a Sessa mixer (docs/equations.md §2)
             init.constant_(gamma_bias, 1.0)
 
 

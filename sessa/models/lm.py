@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sessa.layers.block import GatedBlock
-from sessa.layers.cache import SessaCache
 from sessa.layers.mixers import build_mixer, mixer_class
+from sessa.models.cache import SessaCache
 from sessa.models.config import SessaConfig, SessaFields
 from sessa.utils import IGNORE_INDEX
 from sessa.utils.checks import check_bool, check_token_ids
@@ -85,7 +85,7 @@ def decoder_forward(
     layers = decoder.layers
     if cache is not None:
         if not isinstance(cache, SessaCache):
-            raise TypeError(f"cache must be a sessa.layers.cache.SessaCache, got {type(cache).__name__}")
+            raise TypeError(f"cache must be a sessa.models.cache.SessaCache, got {type(cache).__name__}")
         if len(cache.layers) != len(layers):
             raise ValueError(f"cache has {len(cache.layers)} layers, the model has {len(layers)}")
         if cache.batch_size is not None and cache.batch_size != input_ids.shape[0]:

@@ -1,6 +1,6 @@
 """Diffuse MQAR: associative recall with multi-token keys, prefix-sharing distractors and controlled lags.
 
-The paper's second long-context task (PAPER_NOTES.md); exact sizes are not published, so they are options:
+The paper's second long-context task (Diffuse MQAR, docs/tasks.md); exact sizes are not published, so they are options:
 
     <bos> | memory: P pairs (key: key_len tokens, value: value_len tokens) | <sep>
           | noise: distractor pairs, n tokens | <sep> | queries: Q pairs (key, value)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from sessa import SessaLayer, SessaMixer
-from sessa.layers.cache import GrowableBuffer, SessaCache, SessaLayerCache
+from sessa.layers.cache import GrowableBuffer, SessaLayerCache
+from sessa.models.cache import SessaCache
 from sessa.utils.checks import debug_checks
 
 

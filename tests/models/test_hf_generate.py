@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from sessa.layers.cache import SessaCache
+from sessa.models.cache import SessaCache
 from sessa.models.hf import SessaConfig, SessaForCausalLM
 from sessa.tokenization import byte_tokenizer
 

@@ -9,8 +9,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 import sessa  # noqa: F401  (registers the Auto classes)
-from sessa.layers.cache import SessaCache
 from sessa.layers.sessa import SessaMixer
+from sessa.models.cache import SessaCache
 from sessa.models.config import FIELDS, SessaFields
 from sessa.models.config import SessaConfig as CoreSessaConfig
 from sessa.models.hf import SessaConfig, SessaForCausalLM, SessaModel, from_hf, to_hf
@@ -117,7 +117,7 @@ def _check_core_init(model: SessaForCausalLM, cfg: SessaConfig) -> None:
     core = model.model
     mixers = [m for m in model.modules() if isinstance(m, SessaMixer)]
     assert len(mixers) == cfg.n_layers
-    assert all(m.gamma_bias.item() == 1.0 for m in mixers)  # b_gamma starts at 1.0 (SESSA.md section 2)
+    assert all(m.gamma_bias.item() == 1.0 for m in mixers)  # b_gamma starts at 1.0 (docs/equations.md §2)
     for ln in [core.norm] + [layer.norm for layer in core.layers]:
         assert torch.equal(ln.weight, torch.ones_like(ln.weight)) and torch.equal(ln.bias, torch.zeros_like(ln.bias))
     # embedding N(0, init_std), not N(0, 1) nor transformers' default scheme

@@ -1,6 +1,6 @@
 """Chunked feedback solve: O(T * D)-memory block forward substitution with its own blocked backward.
 
-    s_t = f_t + gamma_t * sum_{j<t} softmax_{j<t}(scale * q_t . k_j) s_j     (SESSA.md sections 2 and 4)
+    s_t = f_t + gamma_t * sum_{j<t} softmax_{j<t}(scale * q_t . k_j) s_j     (docs/equations.md §2 and §4)
 
 Same semantics as `naive_feedback_solve` (the oracle), never materialising T x T: see chunk_fwd.py for the
 forward (online, tile-merged softmax + C x C triangular solves) and chunk_bwd.py for the backward (reverse-time

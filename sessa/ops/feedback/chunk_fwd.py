@@ -1,4 +1,4 @@
-"""Forward kernel of the chunked feedback solve (SESSA.md section 4): block forward substitution.
+"""Forward kernel of the chunked feedback solve (docs/equations.md §4): block forward substitution.
 
 For each block R of C rows (absolute key positions [p0, p1)):
     logits of q_R against keys [0, p1) in key tiles (the last tile holds the in-block C x C part),
