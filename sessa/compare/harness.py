@@ -12,7 +12,6 @@ batch, data order per seed - is identical.
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from sessa.compare.matching import DEFAULT_TOLERANCE, match_baseline
 from sessa.compare.presets import VARIANTS, get_preset, model_names
 from sessa.models.config import SessaConfig
 from sessa.utils.checks import check_float, check_int
+from sessa.utils.io import json_safe
 
 # Paper's Table 1 / Table 2 (test, mean ± std over 2 seeds), for the report.
 PAPER_REFERENCE: dict[str, dict[str, Any]] = {
@@ -84,12 +84,12 @@ def headline_metric(task: Any) -> str:
 
 
 def run_one(model: dict[str, Any], task_name: str, task_options: dict[str, Any], budget: dict[str, Any],
-            seed: int, threads: int, task: Any = None) -> dict[str, Any]:
+            seed: int, threads: int, allow_import: bool = False, task: Any = None) -> dict[str, Any]:
     """Train one model for one seed and score it on the test split (a process-pool job: plain-data args)."""
     from sessa.tasks import build_task
 
     torch.set_num_threads(threads)
-    task = task if task is not None else build_task(task_name, **task_options)
+    task = task if task is not None else build_task(task_name, allow_import=allow_import, **task_options)
     cfg = bench_config(budget, SessaConfig(**model), task, seed)
     trained = train_model(cfg, task)
     test = evaluate_binned(trained["model"], task, "test", cfg)
@@ -113,12 +113,14 @@ def run_bench(
     threads: int | None = None,
     jobs: int = 1,
     log: Callable[[str], None] | None = print,
+    allow_task_import: bool = False,
 ) -> dict[str, Any]:
     """Train every model for every seed, evaluate on the test split, return a JSON-able results dict.
 
     threads: torch intra-op threads during the run (restored afterwards); None keeps torch's setting.
     Tiny models gain little from several threads and lose a lot when the cores are shared.
     jobs: models trained at once in separate processes (each with `threads` threads).
+    allow_task_import: task_name may be a trusted "package.module:factory" (sessa.tasks.build_task).
     """
     check_int("jobs", jobs, lo=1)
     check_float("tolerance", tolerance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
@@ -127,13 +129,13 @@ def run_bench(
         torch.set_num_threads(threads)
         try:
             return run_bench(task_name, preset, models=models, seeds=seeds, steps=steps,
-                             task_options=task_options, tolerance=tolerance, threads=None, jobs=jobs, log=log)
+                             task_options=task_options, tolerance=tolerance, threads=None, jobs=jobs, log=log,
+                             allow_task_import=allow_task_import)
         finally:
             torch.set_num_threads(before)
-    from sessa.tasks import available_tasks, build_task
+    from sessa.tasks import build_task, check_task_name
 
-    if task_name not in available_tasks():
-        raise ValueError(f"task must be one of {available_tasks()}, got {task_name!r}")
+    check_task_name(task_name, allow_import=allow_task_import)
     p = get_preset(preset)
     models = _check_list("models", list(model_names()) if models is None else models, model_names())
     seeds = _check_list("seeds", p["seeds"] if seeds is None else seeds)
@@ -143,7 +145,7 @@ def run_bench(
         budget_opts["steps"] = steps
         budget_opts["warmup_steps"] = min(budget_opts.get("warmup_steps", 0), max(0, steps // 10))
     opts = {**p["tasks"].get(task_name, {}), **(task_options or {})}
-    task = build_task(task_name, **opts)
+    task = build_task(task_name, allow_import=allow_task_import, **opts)
     base = SessaConfig(**{**p["model"], "vocab_size": task.vocab_size})
     budget = budget_dict(bench_config(budget_opts, base, task, 0))  # checked by TrainConfig, defaults filled in
     configs = model_configs(base, models, tolerance, p.get("mixer_options"))
@@ -160,7 +162,7 @@ def run_bench(
     t_start = time.perf_counter()
     jobs_list = [(name, seed) for name in configs for seed in seeds]
     args = {(name, seed): (configs[name][0].to_dict(), task_name, dict(task.options), budget,
-                           seed, torch.get_num_threads()) for name, seed in jobs_list}
+                           seed, torch.get_num_threads(), allow_task_import) for name, seed in jobs_list}
     done: dict[tuple[str, int], dict[str, Any]] = {}
 
     def report(key: tuple[str, int], run: dict[str, Any]) -> None:
@@ -189,9 +191,4 @@ def run_bench(
             "wall_time_s": statistics.fmean(r["wall_time_s"] for r in runs),
         }
     results["total_time_s"] = time.perf_counter() - t_start
-    for m in results["models"].values():  # JSON has no NaN/Inf: a diverged metric is reported as null
-        for s in m["summary"].values():
-            for k, v in s.items():
-                if not math.isfinite(v):
-                    s[k] = None
-    return results
+    return json_safe(results)  # JSON has no NaN/Inf: a diverged metric is reported as null
