@@ -16,6 +16,7 @@ from sessa.utils import did_you_mean
 from sessa.utils.checks import check_bool, check_choice, check_float, check_gamma_max, check_heads, check_int
 
 IMPLS = ("auto", "chunk", "triton", "naive", "recurrent")
+MAX_LAYERS = 4096  # documented limit: beyond it, building the module list alone takes minutes
 
 
 @dataclass
@@ -26,6 +27,8 @@ class SessaFields:
     is the context the model is meant for (data blocks, generation limit); the layer itself has no
     positional limit. `feedback=False` is the paper's ablation (s = f). `mixer` names an entry of
     `sessa.layers.mixers.MIXERS`; `mixer_options` are that mixer's options (unknown keys are an error).
+    `n_layers` is at most MAX_LAYERS (4096); building a model whose float32 weights exceed the free memory
+    is refused before anything is allocated (sessa.models.size).
     """
 
     vocab_size: int = 256
@@ -48,8 +51,9 @@ class SessaFields:
 
     def check_fields(self) -> None:
         """Raise TypeError / ValueError naming the first field that is out of range."""
-        for name in ("vocab_size", "d_model", "n_layers", "max_seq_len", "chunk_size"):
+        for name in ("vocab_size", "d_model", "max_seq_len", "chunk_size"):
             check_int(name, getattr(self, name), lo=1)
+        check_int("n_layers", self.n_layers, lo=1, hi=MAX_LAYERS)
         check_heads(self.d_model, self.n_heads, self.n_kv_heads, self.rope)
         check_gamma_max(self.gamma_max)
         for name in ("rope_theta", "ln_eps", "init_std"):
@@ -92,4 +96,4 @@ class SessaConfig(SessaFields):
         return cls(**d)
 
 
-__all__ = ["SessaConfig", "SessaFields", "FIELDS", "IMPLS"]
+__all__ = ["SessaConfig", "SessaFields", "FIELDS", "IMPLS", "MAX_LAYERS"]

@@ -23,6 +23,7 @@ from sessa.layers.block import GatedBlock
 from sessa.layers.mixers import build_mixer, mixer_class
 from sessa.models.cache import SessaCache
 from sessa.models.config import SessaConfig, SessaFields
+from sessa.models.size import check_model_fits
 from sessa.utils import IGNORE_INDEX
 from sessa.utils.checks import check_bool, check_token_ids
 
@@ -60,6 +61,7 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mea
 
 def decoder_modules(config: SessaFields) -> tuple[nn.Embedding, nn.ModuleList, nn.LayerNorm]:
     """embed_tokens, layers (n_layers gated blocks around the configured mixer) and the final norm."""
+    check_model_fits(config)  # refuse before allocating anything
     embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
     # the mixer is built between the block's W_in and W_out (a factory): the authors' creation order, so a
     # seed gives their initial weights
