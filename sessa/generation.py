@@ -56,6 +56,8 @@ def sample_next(
 
 def _check_args(model, input_ids, max_new_tokens, temperature, top_k, top_p, do_sample, seed, attention_mask):
     """Raise TypeError/ValueError naming the first bad argument of generate."""
+    if not isinstance(model, torch.nn.Module) or not callable(model):
+        raise TypeError(f"model must be a sessa language model (an nn.Module), got {type(model).__name__}")
     check_tensor("input_ids", input_ids, ndim=2, integer=True)
     if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
         raise ValueError(f"input_ids must be [B, T] with B, T >= 1, got {tuple(input_ids.shape)}")

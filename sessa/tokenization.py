@@ -146,4 +146,7 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
                          f"save_pretrained), got {name!r}")
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast.from_pretrained(name, local_files_only=True)
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(name, local_files_only=True)
+    except Exception as e:  # tokenizers raises its own exception types for a corrupt file
+        raise ValueError(f"{os.path.join(name, 'tokenizer.json')}: not a readable tokenizer ({e})") from None

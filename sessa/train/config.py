@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessa.models.config import SessaConfig
-from sessa.utils.checks import check_bool, check_choice, check_float, check_int
+from sessa.utils.checks import SPLITS, check_bool, check_choice, check_float, check_int
 
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -100,8 +100,7 @@ class TrainConfig:
         check_float("grad_clip", self.grad_clip, lo=0.0, lo_open=True, none_ok=True)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("device", self.device, DEVICES)
-        if not isinstance(self.eval_split, str):
-            raise TypeError(f"eval_split must be a str, got {self.eval_split!r}")
+        check_choice("eval_split", self.eval_split, SPLITS)  # before training, not after the whole run
         for name in ("progress", "tensorboard", "fsdp", "check_finite"):
             check_bool(name, getattr(self, name))
         if self.out_dir is not None and not isinstance(self.out_dir, (str, os.PathLike)):
