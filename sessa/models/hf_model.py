@@ -38,6 +38,8 @@ logger = logging.get_logger(__name__)
 
 # keyword arguments transformers may pass that we accept (checked, never silently used otherwise)
 _PASSTHROUGH_KWARGS = frozenset({"num_items_in_batch"})
+# keyword arguments of generate that transformers leaves among the model's inputs (not forward arguments)
+_GENERATE_ONLY_KWARGS = ("tokenizer", "assistant_tokenizer")
 
 
 def _defines_the_model(name: str) -> bool:
@@ -257,10 +259,34 @@ class SessaForCausalLM(SessaPreTrainedModel, GenerationMixin):
         self.model.set_input_embeddings(value)
 
     def generate(self, *args: Any, **kwargs: Any):
-        """GenerationMixin.generate; for mixers without a cache (baselines) use_cache defaults to False."""
+        """GenerationMixin.generate; for mixers without a cache (baselines) use_cache defaults to False.
+
+        The whole sequence (prompt + new tokens) must fit in config.max_seq_len: a longer request raises
+        ValueError before any token is generated.
+        """
         if not self.model.supports_cache:
             kwargs.setdefault("use_cache", False)  # generate would otherwise feed only the last token
         return super().generate(*args, **kwargs)
+
+    def _validate_generated_length(self, generation_config: Any, input_ids_length: int,
+                                   has_default_max_length: bool) -> None:
+        """transformers' checks, then: the final length (prompt + max_new_tokens) fits config.max_seq_len."""
+        super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
+        limit = self.config.max_seq_len
+        if generation_config.max_length > limit:
+            asked = (f"max_new_tokens {generation_config.max_new_tokens}" if generation_config.max_new_tokens
+                     is not None else f"max_length {generation_config.max_length}")
+            room = f"max_new_tokens={limit - input_ids_length}" if input_ids_length < limit else "a shorter prompt"
+            raise ValueError(f"prompt length {input_ids_length} with {asked} exceeds the model's max_seq_len = "
+                             f"{limit} (the longest sequence generate produces); pass {room}, or raise max_seq_len in "
+                             "the config if the model should run longer")
+
+    def prepare_inputs_for_generation(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """GenerationMixin's, minus what generate keeps among the model arguments for itself (the tokenizer
+        for stop_strings): the forward rejects unknown keywords."""
+        for key in _GENERATE_ONLY_KWARGS:
+            kwargs.pop(key, None)
+        return super().prepare_inputs_for_generation(*args, **kwargs)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
