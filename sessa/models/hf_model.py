@@ -68,6 +68,9 @@ class SessaPreTrainedModel(PreTrainedModel):
     # per-block activation checkpointing (gradient_checkpointing_enable / activation_checkpointing_enable)
     supports_gradient_checkpointing = True
     _no_split_modules = ["GatedBlock"]
+    # attn_implementation "sdpa" (the default) and "eager" are both accepted and run the same code: every
+    # attention-like branch of a Sessa block already calls torch's scaled_dot_product_attention
+    _supports_sdpa = True
     # the cache grows with the sequence and cannot be cropped: no assisted decoding
     _is_stateful = True
 
