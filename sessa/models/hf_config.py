@@ -8,6 +8,7 @@ checks written once); the standard transformers names (hidden_size, num_hidden_l
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, ClassVar
 
 from transformers import GenerationConfig, PreTrainedConfig
@@ -79,6 +80,12 @@ class SessaConfig(PreTrainedConfig, SessaFields):
         check_bool("use_cache", self.use_cache)
         super().__post_init__(**kwargs)
 
+    def to_dict(self) -> dict[str, Any]:
+        """transformers' to_dict. PEFT reads the model type through it when wrapping a model, so this is where
+        model type "sessa" joins PEFT's default LoRA targets (if PEFT is imported: see register_peft)."""
+        register_peft()
+        return super().to_dict()
+
     def to_core(self) -> CoreSessaConfig:
         """The plain `sessa.models.config.SessaConfig` with the same architecture fields."""
         return CoreSessaConfig(**{name: _copy(getattr(self, name)) for name in FIELDS})
@@ -94,6 +101,23 @@ class SessaConfig(PreTrainedConfig, SessaFields):
         return cls(**{name: _copy(getattr(core, name)) for name in FIELDS}, **kwargs)
 
 
+# LoRA's default target modules: the attention-like projections of the Sessa / attention mixers and each
+# gated block's input and output projections (present for every mixer); not the small gamma / feedback ones
+PEFT_TARGET_MODULES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "in_proj", "out_proj")
+
+
+def register_peft() -> bool:
+    """Add model type "sessa" -> PEFT_TARGET_MODULES to PEFT's default LoRA target modules, so that
+    `get_peft_model(model, LoraConfig(task_type="CAUSAL_LM"))` needs no target_modules. Never imports
+    PEFT (does nothing until it is imported); an entry already there is kept. True when registered."""
+    constants = sys.modules.get("peft.utils.constants")
+    mapping = getattr(constants, "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING", None)
+    if not isinstance(mapping, dict):
+        return False
+    mapping.setdefault(SessaConfig.model_type, list(PEFT_TARGET_MODULES))
+    return True
+
+
 # generation settings older configs may still carry (transformers moves them to GenerationConfig)
 _GENERATION_KEYS = frozenset(GenerationConfig().to_dict())
 
@@ -104,4 +128,4 @@ def _copy(v: Any) -> Any:
 
 
 
-__all__ = ["SessaConfig"]
+__all__ = ["SessaConfig", "PEFT_TARGET_MODULES", "register_peft"]

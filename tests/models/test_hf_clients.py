@@ -33,3 +33,108 @@ def test_attn_implementation_sdpa_and_eager_accepted(saved):
             ._attn_implementation == impl
     with pytest.raises(ValueError, match="attn_implementation"):
         AutoModelForCausalLM.from_pretrained(saved, attn_implementation="bogus")
+
+
+# ----- PEFT ------------------------------------------------------------------------------------------------
+
+
+# PEFT itself still calls transformers' deprecated is_gradient_checkpointing
+PEFT_WARNING = "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
+
+
+@pytest.mark.filterwarnings(PEFT_WARNING)
+def test_peft_lora_default_targets_train_and_merge(tmp_path):
+    """LoraConfig without target_modules: the documented default targets; a train step; merge equals the adapter."""
+    peft = pytest.importorskip("peft")
+    from sessa.models.hf import PEFT_TARGET_MODULES
+
+    torch.manual_seed(0)
+    model = SessaForCausalLM(SessaConfig(**TINY))
+    lora = peft.get_peft_model(model, peft.LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8))
+    assert set(lora.peft_config["default"].target_modules) == set(PEFT_TARGET_MODULES)
+    wrapped = {name.rsplit(".", 1)[-1] for name, m in lora.named_modules() if isinstance(m, peft.tuners.lora.Linear)}
+    assert wrapped == set(PEFT_TARGET_MODULES)
+    trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+    x = torch.randint(0, 256, (2, 10))
+    opt = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-2)
+    frozen = {n: p.detach().clone() for n, p in lora.named_parameters() if not p.requires_grad}
+    losses = []
+    for _ in range(3):
+        loss = lora(input_ids=x, labels=x).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert all(torch.equal(p, frozen[n]) for n, p in lora.named_parameters() if not p.requires_grad)
+
+    lora.eval()
+    with torch.no_grad():
+        adapted = lora(input_ids=x).logits
+    lora.save_pretrained(tmp_path / "adapter")
+    merged = lora.merge_and_unload()
+    assert type(merged) is SessaForCausalLM
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x).logits, adapted, rtol=1e-5, atol=1e-5)
+    merged.save_pretrained(tmp_path / "merged")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x).logits, adapted, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings(PEFT_WARNING)
+def test_peft_lora_with_gradient_checkpointing():
+    """The usual memory-saving combination: LoRA + activation checkpointing gives the plain LoRA gradients."""
+    peft = pytest.importorskip("peft")
+    x = torch.randint(0, 256, (2, 10))
+    grads = []
+    for gc in (False, True):
+        torch.manual_seed(0)
+        model = SessaForCausalLM(SessaConfig(**TINY)).double()
+        if gc:
+            model.activation_checkpointing_enable()
+        lora = peft.get_peft_model(model, peft.LoraConfig(task_type="CAUSAL_LM", r=4, init_lora_weights=False))
+        lora.train()
+        lora(input_ids=x, labels=x).loss.backward()
+        grads.append({n: p.grad for n, p in lora.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+# ----- accelerate ------------------------------------------------------------------------------------------
+
+
+def test_accelerate_prepare_step_save_and_load_state(tmp_path):
+    """prepare, one step, save_state; a fresh model + optimizer restored by load_state continue identically."""
+    accelerate = pytest.importorskip("accelerate")
+    x = torch.randint(0, 256, (2, 10))
+
+    def setup():
+        torch.manual_seed(0)
+        acc = accelerate.Accelerator(cpu=True)
+        model = SessaForCausalLM(SessaConfig(**TINY))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        return (acc, *acc.prepare(model, opt))
+
+    def step(acc, model, opt):
+        loss = model(x, labels=x).loss
+        acc.backward(loss)
+        opt.step()
+        opt.zero_grad()
+        return loss.detach()
+
+    acc, model, opt = setup()
+    step(acc, model, opt)
+    acc.save_state(tmp_path / "state")
+    expected = step(acc, model, opt), {k: v.clone() for k, v in model.state_dict().items()}
+
+    acc2, model2, opt2 = setup()
+    acc2.load_state(tmp_path / "state")
+    got = step(acc2, model2, opt2), model2.state_dict()
+    torch.testing.assert_close(got[0], expected[0], rtol=0, atol=0)
+    for name, value in expected[1].items():
+        torch.testing.assert_close(got[1][name], value, rtol=0, atol=0, msg=name)
+    assert model2.lm_head.weight is model2.model.embed_tokens.weight  # the tie survives the round trip
