@@ -15,6 +15,7 @@ from transformers import GenerationConfig, PreTrainedConfig
 
 from sessa.models.config import FIELDS, SessaFields
 from sessa.models.config import SessaConfig as CoreSessaConfig
+from sessa.tokenization import BYTE_VOCAB_SIZE, EOS_ID, PAD_ID
 from sessa.utils import did_you_mean
 from sessa.utils.checks import check_bool, check_int
 
@@ -40,7 +41,11 @@ class SessaConfig(PreTrainedConfig, SessaFields):
         "layer_norm_eps": "ln_eps",
     }
 
-    # transformers-side fields (the architecture fields come from SessaFields)
+    # the byte tokenizer's size (sessa.tokenization: 256 bytes + eos 256 + pad 257), so that SessaConfig()
+    # works with it; the core config's default stays 256 (raw bytes)
+    vocab_size: int = BYTE_VOCAB_SIZE
+    # transformers-side fields (the architecture fields come from SessaFields); with vocab_size 258 and no
+    # value given they default to the byte tokenizer's ids (bos = eos = 256, pad = 257), else to None
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
@@ -57,6 +62,9 @@ class SessaConfig(PreTrainedConfig, SessaFields):
                     raise ValueError(f"{alias}={value!r} contradicts {name}={kwargs[name]!r} ({alias} is another "
                                      f"name for {name}); pass one of them")
                 kwargs[name] = value
+        if kwargs.get("vocab_size", BYTE_VOCAB_SIZE) == BYTE_VOCAB_SIZE:
+            for name, value in _BYTE_TOKEN_IDS.items():
+                kwargs.setdefault(name, value)
         fields = dataclasses.fields(self)
         names = {f.name for f in fields}
         for key in kwargs:
@@ -100,6 +108,8 @@ class SessaConfig(PreTrainedConfig, SessaFields):
             raise ValueError(f"{clash} come from the core config; change them there, not in kwargs")
         return cls(**{name: _copy(getattr(core, name)) for name in FIELDS}, **kwargs)
 
+
+_BYTE_TOKEN_IDS = {"bos_token_id": EOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID}
 
 # LoRA's default target modules: the attention-like projections of the Sessa / attention mixers and each
 # gated block's input and output projections (present for every mixer); not the small gamma / feedback ones

@@ -138,3 +138,30 @@ def test_accelerate_prepare_step_save_and_load_state(tmp_path):
     for name, value in expected[1].items():
         torch.testing.assert_close(got[1][name], value, rtol=0, atol=0, msg=name)
     assert model2.lm_head.weight is model2.model.embed_tokens.weight  # the tie survives the round trip
+
+
+# ----- config defaults -------------------------------------------------------------------------------------
+
+
+def test_config_defaults_fit_the_byte_tokenizer(tmp_path):
+    from sessa.tokenization import byte_tokenizer
+
+    tok = byte_tokenizer()
+    cfg = SessaConfig()
+    assert cfg.vocab_size == len(tok) == 258
+    assert (cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id) == (tok.bos_token_id, tok.eos_token_id,
+                                                                      tok.pad_token_id) == (256, 256, 257)
+    model = SessaForCausalLM(SessaConfig(d_model=32, n_layers=1)).eval()
+    assert model.generation_config.eos_token_id == 256 and model.generation_config.pad_token_id == 257
+    batch = tok(["hi", "hello"], return_tensors="pt", padding=True, padding_side="left")
+    assert model.generate(**batch, max_new_tokens=3, do_sample=False).shape[0] == 2
+    # another vocabulary size: no token ids unless given (id 256 may mean anything there)
+    assert SessaConfig(vocab_size=100).eos_token_id is None
+    assert SessaConfig(vocab_size=4096, eos_token_id=256).pad_token_id is None
+    assert SessaConfig(vocab_size=258, eos_token_id=None).bos_token_id == 256  # each id on its own
+    with pytest.raises(ValueError, match="eos_token_id"):
+        SessaConfig(vocab_size=100, eos_token_id=256)
+    # an explicit None survives save/load
+    SessaConfig(eos_token_id=None).save_pretrained(tmp_path)
+    loaded = SessaConfig.from_pretrained(tmp_path)
+    assert loaded.eos_token_id is None and loaded.pad_token_id == 257
