@@ -1,5 +1,10 @@
 """Hugging Face clients on Sessa models: attn_implementation, PEFT LoRA, accelerate, config defaults, loading."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -8,6 +13,7 @@ import sessa  # noqa: F401  (registers the Auto classes)
 from sessa.models.hf import SessaConfig, SessaForCausalLM
 
 TINY = dict(vocab_size=258, d_model=32, n_layers=2, n_heads=2)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(sessa.__file__)))  # the checkout holding sessa/
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +171,32 @@ def test_config_defaults_fit_the_byte_tokenizer(tmp_path):
     SessaConfig(eos_token_id=None).save_pretrained(tmp_path)
     loaded = SessaConfig.from_pretrained(tmp_path)
     assert loaded.eos_token_id is None and loaded.pad_token_id == 257
+
+
+# ----- loading in a process that has not imported sessa ------------------------------------------------------
+
+
+def test_loading_needs_import_sessa_and_import_sessa_loads_no_peft(saved):
+    """transformers knows model type "sessa" only after `import sessa` (no auto_map: that would run code
+    from the folder); the failure names the model type, and `import sessa` fixes it. `import sessa` never
+    imports PEFT (the LoRA defaults register lazily)."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from transformers import AutoConfig, AutoModelForCausalLM
+        try:
+            AutoModelForCausalLM.from_pretrained({str(saved)!r})
+        except ValueError as e:
+            assert "model type `sessa`" in str(e), e
+        else:
+            raise AssertionError("loaded without import sessa")
+        import sessa
+        assert "peft" not in sys.modules
+        assert AutoConfig.from_pretrained({str(saved)!r}).model_type == "sessa"
+        print(type(AutoModelForCausalLM.from_pretrained({str(saved)!r})).__name__)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "SessaForCausalLM"
