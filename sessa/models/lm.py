@@ -12,6 +12,7 @@ state dicts have the same keys (`model.embed_tokens.weight`, `model.layers.0.mix
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +81,15 @@ def decoder_forward(
     cache: SessaCache | None = None,
     use_cache: bool = False,
     cu_seqlens: torch.Tensor | None = None,
+    checkpoint: Callable[..., torch.Tensor] | None = None,
+    checkpoint_every: int = 1,
 ) -> tuple[torch.Tensor, SessaCache | None]:
-    """norm(layers(embed_tokens(input_ids))) [B, T, D] and the cache, for any module holding those three."""
+    """norm(layers(embed_tokens(input_ids))) [B, T, D] and the cache, for any module holding those three.
+
+    checkpoint (e.g. `torch.utils.checkpoint.checkpoint`) runs every `checkpoint_every`-th block as
+    `checkpoint(partial(block, **kwargs), h)`: activation checkpointing per block. Forwards with a cache never
+    checkpoint (the block updates the cache, which a recompute would update twice).
+    """
     input_ids = check_token_ids("input_ids", input_ids, decoder.embed_tokens.num_embeddings)
     check_bool("use_cache", use_cache)
     layers = decoder.layers
@@ -108,7 +116,10 @@ def decoder_forward(
     h = decoder.embed_tokens(input_ids)
     for i, layer in enumerate(layers):
         if cache is None:
-            h = layer(h, **kwargs)
+            if checkpoint is not None and i % checkpoint_every == 0:
+                h = checkpoint(functools.partial(layer, **kwargs), h)  # h positional: reentrant mode too
+            else:
+                h = layer(h, **kwargs)
         else:  # the mixer creates its own per-layer cache on the first call and updates it afterwards
             h, cache.layers[i] = layer(h, **{**kwargs, "cache": cache.layers[i], "use_cache": True})
     return decoder.norm(h), cache
