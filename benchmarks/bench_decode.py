@@ -2,7 +2,7 @@
 
 Both stacks are `n_layers` x the same GatedBlock; the Transformer's mixer is Sessa's forward branch alone
 (SDPA with RoPE and a KV cache: `SessaMixer(feedback=False)`), so the difference is exactly the feedback
-step (SESSA.md section 3: one extra single-head attention over the cached k_b and s, width D). Caches are
+step (docs/equations.md §3: one extra single-head attention over the cached k_b and s, width D). Caches are
 filled with random tensors of the context length (decode time does not depend on their values), then
 `--steps` tokens are decoded; the two models alternate in rounds so load on a shared machine hits both.
 

@@ -1,12 +1,11 @@
 """Autoregressive generation for `SessaLM`: greedy / temperature / top-k / top-p sampling with a cache.
 
-One prefill over the prompt, then one cached decode step per new token (SESSA.md section 3: O(t D) per
+One prefill over the prompt, then one cached decode step per new token (docs/equations.md §3: O(t D) per
 token). `use_cache=False` recomputes the full forward every step (the reference the cache is tested against).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 
 import torch
 
-from sessa.ops.utils import check_positive_int, check_tensor
+from sessa.utils.checks import check_bool, check_float, check_int, check_mask, check_tensor
 
 
 @dataclass
@@ -57,31 +56,19 @@ def sample_next(
 
 def _check_args(model, input_ids, max_new_tokens, temperature, top_k, top_p, do_sample, seed, attention_mask):
     """Raise TypeError/ValueError naming the first bad argument of generate."""
+    if not isinstance(model, torch.nn.Module) or not callable(model):
+        raise TypeError(f"model must be a sessa language model (an nn.Module), got {type(model).__name__}")
     check_tensor("input_ids", input_ids, ndim=2, integer=True)
     if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
         raise ValueError(f"input_ids must be [B, T] with B, T >= 1, got {tuple(input_ids.shape)}")
-    check_positive_int("max_new_tokens", max_new_tokens)
-    if not isinstance(do_sample, bool):
-        raise TypeError(f"do_sample must be a bool, got {do_sample!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a float > 0, got {temperature!r}")
-    if not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a finite float > 0, got {temperature}")
-    check_positive_int("top_k", top_k, allow_none=True)
-    if top_p is not None:
-        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
-            raise TypeError(f"top_p must be a float in (0, 1], got {top_p!r}")
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
+    check_int("max_new_tokens", max_new_tokens, lo=1)
+    check_bool("do_sample", do_sample)
+    check_float("temperature", temperature, lo=0.0, lo_open=True)
+    check_int("top_k", top_k, lo=1, none_ok=True)
+    check_float("top_p", top_p, lo=0.0, hi=1.0, lo_open=True, none_ok=True)
+    check_int("seed", seed, lo=0, none_ok=True)
     if attention_mask is not None:
-        check_tensor("attention_mask", attention_mask, ndim=2)
-        if attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
-                f"got {tuple(attention_mask.shape)}"
-            )
+        check_mask("attention_mask", attention_mask, tuple(input_ids.shape), "[B, T] (the shape of input_ids)")
     limit = getattr(getattr(model, "config", None), "max_seq_len", None)
     if limit is not None and input_ids.shape[1] + max_new_tokens > limit:
         raise ValueError(
@@ -94,12 +81,9 @@ def _stop_ids(eos_token_id: int | Sequence[int] | None, vocab_size: int | None) 
     """eos_token_id as a list of ids in [0, vocab_size)."""
     if eos_token_id is None:
         return []
-    ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
-    for i in ids:
-        too_big = vocab_size is not None and isinstance(i, int) and i >= vocab_size
-        if isinstance(i, bool) or not isinstance(i, int) or i < 0 or too_big:
-            raise ValueError(f"eos_token_id must be an int (or list of ints) in [0, {vocab_size}), got {i!r}")
-    return ids
+    ids = list(eos_token_id) if isinstance(eos_token_id, (list, tuple)) else [eos_token_id]
+    hi = None if vocab_size is None else vocab_size - 1
+    return [check_int("eos_token_id", i, lo=0, hi=hi) for i in ids]
 
 
 def _emit(streamer: Any, tokens: torch.Tensor) -> None:
@@ -136,12 +120,12 @@ def generate(
     streamer receives each step's tokens [B] as they are produced (a callable, or an object with put/end).
     """
     _check_args(model, input_ids, max_new_tokens, temperature, top_k, top_p, do_sample, seed, attention_mask)
-    if not isinstance(use_cache, bool):
-        raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+    check_bool("use_cache", use_cache)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     stop = _stop_ids(eos_token_id, vocab)
     if pad_token_id is None:
         pad_token_id = stop[0] if stop else 0
+    check_int("pad_token_id", pad_token_id, lo=0, hi=None if vocab is None else vocab - 1)
     device = input_ids.device
     generator = None
     if do_sample:
@@ -152,6 +136,8 @@ def generate(
             generator.seed()
     stop_t = torch.tensor(stop, dtype=input_ids.dtype, device=device)
     mask = None if attention_mask is None else attention_mask.to(device=device, dtype=torch.long)
+    if mask is not None and bool(mask.all()):
+        mask = None  # nothing padded: the faster unmasked path (the loop below reads the device anyway)
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=device)
     was_training = model.training
     model.eval()

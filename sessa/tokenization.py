@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from sessa.utils.checks import check_int
+
 if TYPE_CHECKING:  # transformers is imported lazily so this module loads fast
     from transformers import PreTrainedTokenizerFast
 
@@ -99,11 +101,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
     If the corpus runs out of pairs to merge, the vocabulary is smaller than `vocab_size`; use
     `len(tokenizer)` as the model's vocab_size.
     """
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
-    if vocab_size < BYTE_VOCAB_SIZE:
-        raise ValueError(f"vocab_size must be >= {BYTE_VOCAB_SIZE} (256 bytes + 2 specials), "
-                         f"got {vocab_size}")
+    check_int("vocab_size", vocab_size, lo=BYTE_VOCAB_SIZE)  # 256 bytes + 2 specials at least
     if isinstance(texts, (str, bytes)):
         raise TypeError("texts must be an iterable of str (one document each), not a single str")
     docs = list(texts)
@@ -148,4 +146,7 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
                          f"save_pretrained), got {name!r}")
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast.from_pretrained(name, local_files_only=True)
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(name, local_files_only=True)
+    except Exception as e:  # tokenizers raises its own exception types for a corrupt file
+        raise ValueError(f"{os.path.join(name, 'tokenizer.json')}: not a readable tokenizer ({e})") from None

@@ -8,6 +8,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+# Without a GPU the Triton kernel tests run on CPU in Triton's interpreter, which must be switched on
+# before triton is first imported (torch._dynamo imports it), i.e. here, before any test module loads.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -1,4 +1,4 @@
-"""An independent float64 re-statement of the authors' layer (SESSA.md §1-2), with THEIR parameter names.
+"""An independent float64 re-statement of the authors' layer (docs/equations.md §1-2), with THEIR parameter names.
 
 Written directly from the spec, sharing no code with sessa: explicit attention, complex-number RoPE and a
 token-by-token feedback recurrence. Used as the exactness oracle for SessaLayer + convert_reference_state_dict.

@@ -2,7 +2,8 @@
 
 Each example starts from a valid configuration/input and corrupts zero, one or two fields, so both the
 rejection paths and the accepted paths are exercised. Deep errors (IndexError, RuntimeError from inside
-torch, ...) or the silent acceptance of an invalid value fail the test.
+torch, ...) or the silent acceptance of an invalid value fail the test. The calls run in debug mode, where
+the value checks (token ids in range, NaN/Inf, |gamma| < 1) are on.
 """
 
 import math
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from sessa import SessaConfig, SessaLM
 from sessa.ops import feedback_solve
+from sessa.utils.checks import debug_checks
 
 CLEAR = (ValueError, TypeError)
 weird = st.sampled_from([None, "8", 8.5, True, -1, 0, [8], float("nan"), float("inf")])
@@ -50,7 +52,8 @@ def test_random_configs_and_token_ids(bad, ids, rank):
     t = torch.tensor(ids, dtype=torch.long)
     t = [t[None], t, t[None, None], t.float()[None]][rank]
     try:
-        out = model(t)
+        with debug_checks():
+            out = model(t)
     except CLEAR as e:
         event(f"input rejected: {type(e).__name__}")
         return
@@ -98,7 +101,8 @@ def solve_args(draw):
 def test_random_feedback_solve_inputs(spec):
     args, kw, what = spec
     try:
-        s = feedback_solve(args["q"], args["k"], args["f"], args["gamma"], **kw)
+        with debug_checks():
+            s = feedback_solve(args["q"], args["k"], args["f"], args["gamma"], **kw)
     except CLEAR as e:
         event(f"rejected: {type(e).__name__}")
         return

@@ -1,4 +1,4 @@
-"""The paper's explicit constructions (SESSA.md section 5), built as real modules with chosen weights.
+"""The paper's explicit constructions (docs/equations.md §5), built as real modules with chosen weights.
 
     uniform-routing Sessa   q_b = 0 => every feedback logit equal => alpha_fb[t, j] = 1/t; gamma constant.
                             Influence of f_0 on s_t: (gamma/t) prod_{j<t}(1 + gamma/j) = Theta(t^-(1-gamma)).
@@ -26,18 +26,8 @@ from sessa.analysis.influence import (
     ssm_impulse_response,
 )
 from sessa.layers.attention import AttentionMixer
-from sessa.layers.checks import check_gamma_max
 from sessa.layers.sessa import SessaMixer
-from sessa.ops.utils import check_positive_int
-
-
-def _check_gamma(gamma: float, gamma_max: float) -> float:
-    gamma_max = check_gamma_max(gamma_max)
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
-        raise TypeError(f"gamma must be a float in (0, gamma_max = {gamma_max}), got {gamma!r}")
-    if not 0.0 < gamma < gamma_max:
-        raise ValueError(f"gamma must be in the open interval (0, gamma_max = {gamma_max}), got {gamma}")
-    return float(gamma)
+from sessa.utils.checks import check_float, check_gamma_max, check_int
 
 
 def _set_constant_gamma(mixer: SessaMixer, gamma: float) -> None:
@@ -50,7 +40,7 @@ def uniform_routing_sessa(
     gamma: float, d_model: int = 4, *, gamma_max: float = 0.999, impl: str = "auto", dtype=torch.float64
 ) -> SessaMixer:
     """A SessaMixer with q_b = 0 (all feedback logits equal, alpha_fb = 1/t) and constant gamma."""
-    gamma = _check_gamma(gamma, gamma_max)
+    gamma = check_float("gamma", gamma, lo=0.0, hi=check_gamma_max(gamma_max), lo_open=True, hi_open=True)
     mixer = SessaMixer(d_model, 1, gamma_max=gamma_max, rope=False, impl=impl).to(dtype)
     with torch.no_grad():
         D = d_model
@@ -62,14 +52,14 @@ def uniform_routing_sessa(
 
 def uniform_routing_theory(gamma: float, max_lag: int) -> torch.Tensor:
     """Closed form of the influence of f_0 on s_t, t = 0..max_lag: s_t = (gamma/t) prod_{j=1}^{t-1}(1 + gamma/j)."""
-    check_positive_int("max_lag", max_lag)
+    check_int("max_lag", max_lag, lo=1)
     t = torch.arange(1, max_lag + 1, dtype=torch.float64)
     partial = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 + gamma / t[:-1], 0)])
     return torch.cat([torch.ones(1, dtype=torch.float64), gamma / t * partial])
 
 
 def _inputs(batch: int, T: int, d_model: int, seed: int, dtype) -> torch.Tensor:
-    check_positive_int("batch", batch)
+    check_int("batch", batch, lo=1)
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, T, d_model, generator=g, dtype=torch.float64).to(dtype)
 
@@ -79,7 +69,7 @@ def uniform_routing_influence(
     gamma_max: float = 0.999,
 ) -> torch.Tensor:
     """Influence of f_0 on s_l, l = 0..max_lag, measured with feedback_solve on the real mixer: [max_lag + 1]."""
-    check_positive_int("max_lag", max_lag)
+    check_int("max_lag", max_lag, lo=1)
     mixer = uniform_routing_sessa(gamma, d_model, gamma_max=gamma_max, impl=impl)
     a = _inputs(batch, max_lag + 1, d_model, seed, torch.float64)
     col = mixer_feedback_influence(mixer, a, source=0)
@@ -88,7 +78,7 @@ def uniform_routing_influence(
 
 def uniform_attention_mixer(d_model: int = 4, *, dtype=torch.float64) -> nn.Module:
     """The Transformer baseline's attention mixer with q = 0: alpha_fwd[t, j] = 1/(t+1) for j <= t."""
-    check_positive_int("d_model", d_model)
+    check_int("d_model", d_model, lo=1)
     mixer = AttentionMixer(d_model, 1, rope=False).to(dtype)
     with torch.no_grad():
         mixer.q_proj.weight.zero_()
@@ -98,7 +88,7 @@ def uniform_attention_mixer(d_model: int = 4, *, dtype=torch.float64) -> nn.Modu
 
 def uniform_attention_influence(max_lag: int, *, d_model: int = 4, batch: int = 1, seed: int = 0) -> torch.Tensor:
     """alpha_fwd[l, 0] = influence of v_0 on f_l for l = 0..max_lag, through SDPA on the real mixer."""
-    check_positive_int("max_lag", max_lag)
+    check_int("max_lag", max_lag, lo=1)
     mixer = uniform_attention_mixer(d_model)
     a = _inputs(batch, max_lag + 1, d_model, seed, torch.float64)
     col = mixer_attention_influence(mixer, a, source=0)[..., 0]
@@ -114,10 +104,9 @@ class FixedDecaySSM(nn.Module):
 
     def __init__(self, d_model: int = 4, d_state: int = 4, decay: float = 0.99) -> None:
         super().__init__()
-        check_positive_int("d_model", d_model)
-        check_positive_int("d_state", d_state)
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
-            raise ValueError(f"decay must be a float in (0, 1), got {decay!r}")
+        check_int("d_model", d_model, lo=1)
+        check_int("d_state", d_state, lo=1)
+        check_float("decay", decay, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         self.d_model, self.d_state = d_model, d_state
         self.B_proj = nn.Linear(d_model, d_state)
         self.C_proj = nn.Linear(d_model, d_state)
@@ -163,7 +152,7 @@ def fixed_decay_influence(
     max_lag: int, *, decay: float = 0.99, d_model: int = 4, batch: int = 1, seed: int = 0
 ) -> torch.Tensor:
     """Influence of x_0 on y_l of the fixed-decay SSM, l = 0..max_lag: dt * decay^l."""
-    check_positive_int("max_lag", max_lag)
+    check_int("max_lag", max_lag, lo=1)
     ssm = fixed_decay_ssm(decay, d_model)
     x = _inputs(batch, max_lag + 1, d_model, seed, torch.float64)
     return lag_profile(ssm.influence(x, source=0), source=0).mean(0)
@@ -178,10 +167,9 @@ def selective_retrieval_sessa(
     k_b = sharpness * sqrt(D) * a_bar[0] e_0 and q_b = e_0, so the logit (q_b . k_b)/sqrt(D) is `sharpness`
     on the marked token and 0 elsewhere: alpha_fb[t, marked] = e^s / (e^s + t - 1) ~ 1 while t << e^s.
     """
-    gamma = _check_gamma(gamma, gamma_max)
-    if isinstance(sharpness, bool) or not isinstance(sharpness, (int, float)) or not 0 < sharpness <= 80:
-        raise ValueError(f"sharpness must be a float in (0, 80] (a logit, e^80 ~ 1e35), got {sharpness!r}")
-    check_positive_int("d_model", d_model)
+    gamma = check_float("gamma", gamma, lo=0.0, hi=check_gamma_max(gamma_max), lo_open=True, hi_open=True)
+    check_float("sharpness", sharpness, lo=0.0, hi=80.0, lo_open=True)  # a logit: e^80 ~ 1e35
+    check_int("d_model", d_model, lo=1)
     mixer = SessaMixer(d_model, 1, gamma_max=gamma_max, rope=False, impl=impl).to(dtype)
     D = d_model
     with torch.no_grad():
@@ -195,9 +183,8 @@ def selective_retrieval_sessa(
 
 def retrieval_input(T: int, marked: int, d_model: int = 4, *, batch: int = 1, seed: int = 0, dtype=torch.float64):
     """Random a_bar [batch, T, D] whose channel 0 is the marker: 1 at position `marked`, 0 elsewhere."""
-    check_positive_int("T", T)
-    if isinstance(marked, bool) or not isinstance(marked, int) or not 0 <= marked < T:
-        raise ValueError(f"marked must be an int in [0, T = {T}), got {marked!r}")
+    check_int("T", T, lo=1)
+    check_int("marked", marked, lo=0, hi=T - 1)
     a = _inputs(batch, T, d_model, seed, dtype)
     a[..., 0] = 0.0
     a[:, marked, 0] = 1.0
@@ -209,7 +196,7 @@ def selective_retrieval_influence(
     seed: int = 0, impl: str = "auto",
 ) -> torch.Tensor:
     """Influence of the marked token's f on s_l, l = 0..max_lag (marked = position 0), via feedback_solve."""
-    check_positive_int("max_lag", max_lag)
+    check_int("max_lag", max_lag, lo=1)
     mixer = selective_retrieval_sessa(gamma, d_model, sharpness=sharpness, impl=impl)
     a = retrieval_input(max_lag + 1, 0, d_model, batch=batch, seed=seed)
     return lag_profile(mixer_feedback_influence(mixer, a, source=0), source=0).mean(0)

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from sessa.utils.checks import check_float, check_int
+
 KINDS = ("power", "exp")
 
 
@@ -52,13 +54,10 @@ class FitResult:
 
 def geometric_lags(lo: int, hi: int, n: int) -> np.ndarray:
     """About n distinct integer lags from lo to hi (both included), evenly spaced in log lag."""
-    for name, v in (("lo", lo), ("hi", hi), ("n", n)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name} must be an int, got {v!r}")
-    if lo < 1 or hi < lo:
-        raise ValueError(f"need 1 <= lo <= hi, got lo={lo}, hi={hi}")
-    if n < 2:
-        raise ValueError(f"n must be >= 2, got {n}")
+    lo, hi, n = (int(v) if isinstance(v, np.integer) else v for v in (lo, hi, n))
+    lo = check_int("lo", lo, lo=1)
+    hi = check_int("hi", hi, lo=lo)
+    n = check_int("n", n, lo=2)
     return np.unique(np.round(np.geomspace(lo, hi, n)).astype(np.int64))
 
 
@@ -148,10 +147,8 @@ def fit_tail(
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(f"level must be a float in (0, 1), got {level!r}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
-        raise ValueError(f"n_boot must be an int >= 0, got {n_boot!r}")
+    check_float("level", level, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    check_int("n_boot", n_boot, lo=0)
     x, y = _select(lags, values, lag_range, n_points)
     if kind == "power" and not np.all(x > 0):
         raise ValueError("a power-law fit needs lags > 0 (log lag)")

@@ -1,4 +1,4 @@
-"""Fixed-routing influence Jacobians (PAPER_NOTES.md, "The paper's diagnostics").
+"""Fixed-routing influence Jacobians (docs/analysis.md).
 
 Freeze the routing a module realises on an input, then read entries of the resulting linear map:
     Sessa      ds/df = (I - diag(gamma) alpha_fb)^{-1}       (one head: the same T x T matrix for every channel)
@@ -19,15 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sessa.ops import DEFAULT_CHUNK_SIZE, feedback_solve
-from sessa.ops.utils import check_tensor
-
-
-def _check_index(name: str, value: object, T: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int position in [0, {T}), got {value!r}")
-    if not 0 <= value < T:
-        raise ValueError(f"{name} must be in [0, T = {T}), got {value}")
-    return value
+from sessa.utils.checks import check_int, check_tensor
 
 
 def _one_of(source: int | None, target: int | None) -> None:
@@ -59,14 +51,14 @@ def feedback_influence(
     out = q_b.new_zeros(B, T, H)
     kw = {"scale": scale, "impl": impl, "chunk_size": chunk_size}
     if source is not None:
-        _check_index("source", source, T)
+        check_int("source", source, lo=0, hi=T - 1)
         # the full length: rows after the source still normalise their softmax over the earlier keys
         f = q_b.new_zeros(B, T, H, 1)
         f[:, source] = 1.0
         with torch.no_grad():
             s = feedback_solve(q_b, k_b, f, gamma, **kw)
         return s[..., 0]
-    _check_index("target", target, T)
+    check_int("target", target, lo=0, hi=T - 1)
     n = target + 1  # later positions cannot influence s_target
     f = q_b.new_zeros(B, n, H, 1, requires_grad=True)
     with torch.enable_grad():
@@ -133,13 +125,13 @@ def attention_influence(
     q, k = q.detach(), k.detach()
     out = q.new_zeros(B, T, H)
     if source is not None:
-        _check_index("source", source, T)
+        check_int("source", source, lo=0, hi=T - 1)
         v = q.new_zeros(B, H, T, 1)
         v[:, :, source] = 1.0
         with torch.no_grad():
             col = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v, is_causal=True, scale=scale)
         return col[..., 0].transpose(1, 2).contiguous()
-    _check_index("target", target, T)
+    check_int("target", target, lo=0, hi=T - 1)
     logits = torch.einsum("bhd,bjhd->bhj", q[:, target], k[:, : target + 1]) * scale
     out[:, : target + 1] = torch.softmax(logits, dim=-1).transpose(1, 2)
     return out
@@ -169,7 +161,7 @@ def ssm_impulse_response(
             f"{tuple(b_in.shape)}, {tuple(c_out.shape)}"
         )
     B, T, N = log_decay.shape
-    _check_index("source", source, T)
+    check_int("source", source, lo=0, hi=T - 1)
     # log of prod_{r=source+1..t} A_r as a cumulative sum, in float64 so long products stay accurate
     ld = log_decay[:, source + 1 :].double()
     cum = torch.cat([ld.new_zeros(B, 1, N), ld.cumsum(1)], dim=1)  # [B, T - source, N]
@@ -185,8 +177,8 @@ def lag_profile(values: torch.Tensor, *, source: int | None = None, target: int 
     _one_of(source, target)
     T = values.shape[1]
     if source is not None:
-        return values[:, _check_index("source", source, T) :]
-    return values[:, : _check_index("target", target, T) + 1].flip(1)
+        return values[:, check_int("source", source, lo=0, hi=T - 1) :]
+    return values[:, : check_int("target", target, lo=0, hi=T - 1) + 1].flip(1)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from sessa.ops.utils import check_positive_int, check_tensor
+from sessa.utils.checks import check_int, check_tensor
 
 Probes = str | int
 DENSE_LIMIT = 2**24  # entries of dense T x T solves per forward-mode pass (128 MB in float64)
@@ -62,9 +62,7 @@ def _probe_vectors(probes: Probes, D: int, like: torch.Tensor, seed: int) -> tup
     """Rows are probe vectors; the second value rescales the sum of squares to ||J||_F^2."""
     if probes == "exact":
         return torch.eye(D, dtype=like.dtype, device=like.device), 1.0
-    if isinstance(probes, bool) or not isinstance(probes, int):
-        raise TypeError(f"probes must be 'exact' or an int >= 1, got {probes!r}")
-    check_positive_int("probes", probes)
+    check_int("probes (or 'exact')", probes, lo=1)
     g = torch.Generator().manual_seed(seed)
     u = torch.randn(probes, D, generator=g, dtype=torch.float64).to(like)
     return u, 1.0 / probes
@@ -78,13 +76,7 @@ def _check_x(x: object) -> torch.Tensor:
 
 
 def _position(name: str, value: int | None, T: int, default: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int in [0, {T}), got {value!r}")
-    if not 0 <= value < T:
-        raise ValueError(f"{name} must be in [0, T = {T}), got {value}")
-    return value
+    return default if value is None else check_int(name, value, lo=0, hi=T - 1)
 
 
 def jacobian_norms(
@@ -141,7 +133,7 @@ def jacobian_norms_jvp(
     x = _check_x(x)
     B, T, D = x.shape
     source = _position("source", source, T, 0)
-    check_positive_int("max_group", max_group)
+    check_int("max_group", max_group, lo=1)
     u, norm = _probe_vectors(probes, D, x, seed)
     x = x.detach()
     P = u.shape[0]
@@ -164,13 +156,13 @@ def jacobian_norms_jvp(
 
 @contextlib.contextmanager
 def _forward_mode_solves(module: nn.Module | Sequence[nn.Module], impl: str = "recurrent") -> Iterator[None]:
-    """Temporarily switch Sessa mixers with impl auto/chunk to `impl` (naive/recurrent support forward mode)."""
+    """Temporarily switch Sessa mixers with impl auto/chunk/triton to `impl` (naive/recurrent support forward mode)."""
     roots = list(module) if isinstance(module, (list, tuple)) else [module]
     changed = [
         (m, m.impl)
         for root in roots
         for m in root.modules()
-        if hasattr(m, "feedback_inputs") and getattr(m, "impl", None) in ("auto", "chunk")
+        if hasattr(m, "feedback_inputs") and getattr(m, "impl", None) in ("auto", "chunk", "triton")
     ]
     try:
         for m, _ in changed:

@@ -17,7 +17,7 @@ from sessa.analysis import constructions as C
 from sessa.analysis.fit import compare_tails, geometric_lags
 from sessa.analysis.influence import lag_profile, mixer_feedback_influence
 from sessa.analysis.jacobians import embed_inputs, jacobian_norms, jacobian_norms_jvp, transport_scores
-from sessa.ops.utils import check_positive_int
+from sessa.utils.checks import check_int
 
 
 def fit_entry(profile: torch.Tensor | np.ndarray, fit_range: tuple[int, int], *, n_boot: int = 200,
@@ -53,10 +53,10 @@ def construction_tails(
     impl: str = "auto",
 ) -> dict:
     """Run the four constructions up to max_lag and fit each; fit range [fit_min, max_lag] (default max_lag/64)."""
-    check_positive_int("max_lag", max_lag)
+    check_int("max_lag", max_lag, lo=1)
     if max_lag < 8:
         raise ValueError(f"max_lag must be >= 8 to fit a tail, got {max_lag}")
-    fit_min = max(1, max_lag // 64) if fit_min is None else check_positive_int("fit_min", fit_min)
+    fit_min = max(1, max_lag // 64) if fit_min is None else check_int("fit_min", fit_min, lo=1)
     if fit_min * 4 > max_lag:
         raise ValueError(f"fit_min ({fit_min}) must be <= max_lag / 4 ({max_lag / 4:g}) for a meaningful fit")
     rng = (fit_min, max_lag)
@@ -64,7 +64,7 @@ def construction_tails(
     for g in gammas:
         prof = C.uniform_routing_influence(g, max_lag, impl=impl)
         out[f"sessa_uniform_gamma{g:g}"] = fit_entry(
-            prof, rng, n_boot=n_boot, theory={"law": "power", "beta": 1 - g, "source": "SESSA.md 5"}
+            prof, rng, n_boot=n_boot, theory={"law": "power", "beta": 1 - g, "source": "docs/equations.md §5"}
         )
     out["attention_uniform"] = fit_entry(
         C.uniform_attention_influence(max_lag), rng, n_boot=n_boot, theory={"law": "power", "beta": 1.0}
@@ -109,10 +109,10 @@ def model_tails(
     if not (hasattr(model, "config") and hasattr(decoder, "embed_tokens") and hasattr(decoder, "layers")):
         raise TypeError(f"model must be a SessaLM-like language model (with .config, .model.embed_tokens and "
                         f".model.layers), got {type(model).__name__}")
-    check_positive_int("max_lag", max_lag)
+    check_int("max_lag", max_lag, lo=1)
     if input_ids is None:
         T = min(max_lag + 1, model.config.max_seq_len)
-        input_ids = _random_ids(model, check_positive_int("batch", batch), T, seed)
+        input_ids = _random_ids(model, check_int("batch", batch, lo=1), T, seed)
     T = input_ids.shape[1]
     if T < 9:
         raise ValueError(f"need at least 9 positions to fit a tail, got T = {T}")

@@ -31,6 +31,32 @@ def parse_key_value(text: str, flag: str = "--set") -> tuple[str, Any]:
     return key, value
 
 
+def parse_device(text: str, flag: str = "--device") -> str:
+    """'cpu', 'cuda' or 'cuda:N', checked against what this machine has (a clear error, not torch's)."""
+    import torch
+
+    kind, _, index = str(text).partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise ValueError(f"{flag} must be cpu, cuda or cuda:N, got {text!r}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{flag} {text}: no CUDA GPU is visible to torch here (torch.cuda.is_available() "
+                             "is False); use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"{flag} {text}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return text
+
+
+def device_arg(text: str) -> str:
+    """argparse `type=` for a --device flag: parse_device, reported as an argument error."""
+    import argparse
+
+    try:
+        return parse_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def parse_key_values(items: list[str], flag: str = "--set", prefix: str = "") -> dict[str, Any]:
     """Several KEY=VALUE items -> {prefix + KEY: VALUE}; a later item wins."""
     out: dict[str, Any] = {}

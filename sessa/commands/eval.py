@@ -7,6 +7,8 @@ import json
 import os
 from typing import Any
 
+from sessa.commands.common import device_arg
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True,
@@ -20,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches", type=int, default=None, help="evaluate only the first N batches (default: all)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -7,7 +7,10 @@ import os
 import sys
 from typing import Any
 
+from sessa.commands.common import device_arg
+
 DEMO_CONFIG = {"vocab_size": 258, "d_model": 64, "n_layers": 2, "n_heads": 2}
+
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eos-id", type=int, default=None, help="stop token id (default: the tokenizer's eos)")
     p.add_argument("--no-stop", action="store_true", help="ignore the stop token")
     p.add_argument("--no-cache", action="store_true", help="recompute the full forward every step (slow)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
 
 
 def _read_config_file(path: str) -> dict[str, Any]:

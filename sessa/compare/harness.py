@@ -12,7 +12,6 @@ batch, data order per seed - is identical.
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -24,6 +23,8 @@ from sessa.compare.loop import bench_config, budget_dict, evaluate_binned, train
 from sessa.compare.matching import DEFAULT_TOLERANCE, match_baseline
 from sessa.compare.presets import VARIANTS, get_preset, model_names
 from sessa.models.config import SessaConfig
+from sessa.utils.checks import check_float, check_int
+from sessa.utils.io import json_safe
 
 # Paper's Table 1 / Table 2 (test, mean ± std over 2 seeds), for the report.
 PAPER_REFERENCE: dict[str, dict[str, Any]] = {
@@ -45,8 +46,8 @@ def _check_list(name: str, values: object, allowed: tuple[str, ...] | None = Non
     for v in values:
         if allowed is not None and v not in allowed:
             raise ValueError(f"{name} entries must be among {list(allowed)}, got {v!r}")
-        if allowed is None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise ValueError(f"{name} entries must be ints >= 0, got {v!r}")
+        if allowed is None:
+            check_int(f"{name} entries", v, lo=0)
     return list(values)
 
 
@@ -83,12 +84,12 @@ def headline_metric(task: Any) -> str:
 
 
 def run_one(model: dict[str, Any], task_name: str, task_options: dict[str, Any], budget: dict[str, Any],
-            seed: int, threads: int, task: Any = None) -> dict[str, Any]:
+            seed: int, threads: int, allow_import: bool = False, task: Any = None) -> dict[str, Any]:
     """Train one model for one seed and score it on the test split (a process-pool job: plain-data args)."""
     from sessa.tasks import build_task
 
     torch.set_num_threads(threads)
-    task = task if task is not None else build_task(task_name, **task_options)
+    task = task if task is not None else build_task(task_name, allow_import=allow_import, **task_options)
     cfg = bench_config(budget, SessaConfig(**model), task, seed)
     trained = train_model(cfg, task)
     test = evaluate_binned(trained["model"], task, "test", cfg)
@@ -112,42 +113,39 @@ def run_bench(
     threads: int | None = None,
     jobs: int = 1,
     log: Callable[[str], None] | None = print,
+    allow_task_import: bool = False,
 ) -> dict[str, Any]:
     """Train every model for every seed, evaluate on the test split, return a JSON-able results dict.
 
     threads: torch intra-op threads during the run (restored afterwards); None keeps torch's setting.
     Tiny models gain little from several threads and lose a lot when the cores are shared.
     jobs: models trained at once in separate processes (each with `threads` threads).
+    allow_task_import: task_name may be a trusted "package.module:factory" (sessa.tasks.build_task).
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance < 1:
-        raise ValueError(f"tolerance must be a float in (0, 1), got {tolerance!r}")
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+    check_int("jobs", jobs, lo=1)
+    check_float("tolerance", tolerance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    if check_int("threads", threads, lo=1, none_ok=True) is not None:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
             return run_bench(task_name, preset, models=models, seeds=seeds, steps=steps,
-                             task_options=task_options, tolerance=tolerance, threads=None, jobs=jobs, log=log)
+                             task_options=task_options, tolerance=tolerance, threads=None, jobs=jobs, log=log,
+                             allow_task_import=allow_task_import)
         finally:
             torch.set_num_threads(before)
-    from sessa.tasks import available_tasks, build_task
+    from sessa.tasks import build_task, check_task_name
 
-    if task_name not in available_tasks():
-        raise ValueError(f"task must be one of {available_tasks()}, got {task_name!r}")
+    check_task_name(task_name, allow_import=allow_task_import)
     p = get_preset(preset)
     models = _check_list("models", list(model_names()) if models is None else models, model_names())
     seeds = _check_list("seeds", p["seeds"] if seeds is None else seeds)
     budget_opts = dict(p["budget"])
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        check_int("steps", steps, lo=1)
         budget_opts["steps"] = steps
         budget_opts["warmup_steps"] = min(budget_opts.get("warmup_steps", 0), max(0, steps // 10))
     opts = {**p["tasks"].get(task_name, {}), **(task_options or {})}
-    task = build_task(task_name, **opts)
+    task = build_task(task_name, allow_import=allow_task_import, **opts)
     base = SessaConfig(**{**p["model"], "vocab_size": task.vocab_size})
     budget = budget_dict(bench_config(budget_opts, base, task, 0))  # checked by TrainConfig, defaults filled in
     configs = model_configs(base, models, tolerance, p.get("mixer_options"))
@@ -164,7 +162,7 @@ def run_bench(
     t_start = time.perf_counter()
     jobs_list = [(name, seed) for name in configs for seed in seeds]
     args = {(name, seed): (configs[name][0].to_dict(), task_name, dict(task.options), budget,
-                           seed, torch.get_num_threads()) for name, seed in jobs_list}
+                           seed, torch.get_num_threads(), allow_task_import) for name, seed in jobs_list}
     done: dict[tuple[str, int], dict[str, Any]] = {}
 
     def report(key: tuple[str, int], run: dict[str, Any]) -> None:
@@ -193,9 +191,4 @@ def run_bench(
             "wall_time_s": statistics.fmean(r["wall_time_s"] for r in runs),
         }
     results["total_time_s"] = time.perf_counter() - t_start
-    for m in results["models"].values():  # JSON has no NaN/Inf: a diverged metric is reported as null
-        for s in m["summary"].values():
-            for k, v in s.items():
-                if not math.isfinite(v):
-                    s[k] = None
-    return results
+    return json_safe(results)  # JSON has no NaN/Inf: a diverged metric is reported as null

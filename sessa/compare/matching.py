@@ -16,6 +16,7 @@ import torch
 
 from sessa.layers.mixers import check_option_names, mixer_class, mixer_options
 from sessa.models.config import SessaConfig
+from sessa.utils.checks import check_float
 
 DEFAULT_TOLERANCE = 0.03  # |params_baseline / params_sessa - 1| allowed
 
@@ -49,8 +50,7 @@ def match_baseline(
     """
     if not isinstance(config, SessaConfig):
         raise TypeError(f"config must be a SessaConfig, got {type(config).__name__}")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance < 1:
-        raise ValueError(f"tolerance must be a float in (0, 1), got {tolerance!r}")
+    check_float("tolerance", tolerance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     cls = mixer_class(mixer)
     options = dict(mixer_options or {})
     check_option_names(mixer, options)  # an unknown key is an error here, not "no valid width"

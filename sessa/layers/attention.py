@@ -3,7 +3,7 @@
     q = W_q a_bar, k = W_k a_bar, v = W_v a_bar        (RoPE on q, k; GQA: query head h reads kv head h // (H/Hkv))
     s = W_o softmax(q k^T / sqrt(d) + causal mask) v    (W_o only when H > 1, as in Sessa's forward branch)
 
-It is exactly Sessa's forward branch f (SESSA.md section 2) with no feedback loop, so the only difference
+It is exactly Sessa's forward branch f (docs/equations.md §2) with no feedback loop, so the only difference
 between the "attention" and "sessa" models is the mixer's feedback solve (and the width chosen by
 `sessa.compare.matching` to equalise parameter counts).
 """
@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sessa.layers.checks import check_heads, check_positive_float
 from sessa.layers.rope import apply_rope
-from sessa.ops.utils import check_tensor
+from sessa.ops.utils import causal_allowed
+from sessa.utils.checks import check_float, check_heads, check_hidden, check_mask
 
 
 class AttentionMixer(nn.Module):
@@ -42,7 +42,7 @@ class AttentionMixer(nn.Module):
         n_heads, n_kv_heads, head_dim = check_heads(d_model, n_heads, n_kv_heads, rope)
         self.d_model, self.n_heads, self.n_kv_heads, self.head_dim = d_model, n_heads, n_kv_heads, head_dim
         self.rope = rope
-        self.rope_theta = check_positive_float("rope_theta", rope_theta)
+        self.rope_theta = check_float("rope_theta", rope_theta, lo=0.0, lo_open=True)
         self.q_proj = nn.Linear(d_model, d_model)
         self.k_proj = nn.Linear(d_model, n_kv_heads * head_dim)
         self.v_proj = nn.Linear(d_model, n_kv_heads * head_dim)
@@ -82,24 +82,12 @@ class AttentionMixer(nn.Module):
 
     def forward(self, a: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """a_bar [B, T, D] -> s [B, T, D]; attention_mask [B, T] (1 = real token) hides padded keys."""
-        check_tensor("a", a, ndim=3, floating=True)
-        if a.shape[-1] != self.d_model:
-            raise ValueError(f"a must have width d_model = {self.d_model}, got {a.shape[-1]}")
+        check_hidden("a", a, self.d_model, self.q_proj.weight.dtype)
         B, T, _ = a.shape
         q, k, v = self.forward_qkv(a, torch.arange(T, device=a.device))
-        mask = None if attention_mask is None else self._mask(attention_mask, B, T, a.device)
+        mask = None
+        if attention_mask is not None:  # causal and both real; a padded query keeps its own key (never empty)
+            m = check_mask("attention_mask", attention_mask, (B, T), "[B, T]")
+            mask = causal_allowed(T, 0, m, strict=False, device=a.device)[:, None]
         return self.attend(q, k, v, mask)
-
-    @staticmethod
-    def _mask(attention_mask: torch.Tensor, B: int, T: int, device: torch.device) -> torch.Tensor:
-        """Bool [B, 1, T, T]: causal and key real; a query whose row would be empty keeps its own key
-        (its output is ignored anyway, and SDPA would return NaN for an all-masked row)."""
-        m = check_tensor("attention_mask", attention_mask, ndim=2)
-        if tuple(m.shape) != (B, T):
-            raise ValueError(f"attention_mask must have shape [B, T] = {(B, T)}, got {tuple(m.shape)}")
-        m = m.to(device=device, dtype=torch.bool)
-        causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
-        allowed = causal[None] & m[:, None, :]
-        allowed = allowed | torch.eye(T, dtype=torch.bool, device=device)[None]
-        return allowed[:, None]
 

@@ -9,18 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sessa.ops.utils import check_finite, check_positive_int, check_tensor
-
-
-def check_hidden(x: object, d_model: int, name: str = "x") -> torch.Tensor:
-    """Validate a [B, T, D] floating input with B >= 1."""
-    x = check_tensor(name, x, ndim=3, floating=True)
-    if x.shape[-1] != d_model:
-        raise ValueError(f"{name} must have width d_model = {d_model} in its last dimension, got {x.shape[-1]}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} has an empty batch (B = 0); pass at least one sequence")
-    check_finite(name, x)
-    return x
+from sessa.utils.checks import check_hidden, check_int
 
 
 class GatedBlock(nn.Module):
@@ -33,7 +22,7 @@ class GatedBlock(nn.Module):
 
     def __init__(self, d_model: int, mixer: nn.Module | Callable[[], nn.Module], ln_eps: float = 1e-5) -> None:
         super().__init__()
-        self.d_model = check_positive_int("d_model", d_model)
+        self.d_model = check_int("d_model", d_model, lo=1)
         self.norm = nn.LayerNorm(d_model, eps=ln_eps)
         self.in_proj = nn.Linear(d_model, 2 * d_model)
         if not isinstance(mixer, nn.Module) and callable(mixer):
@@ -57,9 +46,10 @@ class GatedBlock(nn.Module):
         """x: [B, T, D] -> y: [B, T, D]. If the mixer returns (s, extra), returns (y, extra).
 
         mixer_kwargs go to the mixer unchanged, e.g. `cache=`, `use_cache=`, `attention_mask=`, `cu_seqlens=`
-        for a SessaMixer, which then returns (s, cache) so the block returns (y, cache).
+        for a SessaMixer, which then returns (s, cache) so the block returns (y, cache). x must have the
+        parameters' dtype unless torch.autocast is active.
         """
-        check_hidden(x, self.d_model)
+        check_hidden("x", x, self.d_model, self.in_proj.weight.dtype)
         a, g = self.in_proj(self.norm(x)).chunk(2, dim=-1)
         out = self.mixer(F.gelu(a), **mixer_kwargs)
         s, extra = (out[0], out[1:]) if isinstance(out, tuple) else (out, None)

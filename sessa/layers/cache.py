@@ -1,4 +1,4 @@
-"""Inference caches (SESSA.md section 3): per-layer past tensors and the model-level `SessaCache`.
+"""Per-layer inference caches (docs/equations.md §3); the model-level list of them is sessa.models.cache.
 
 A Sessa layer caches, for every past position: forward keys K (after RoPE) and values V [B, Tp, Hkv, d],
 feedback keys k_b and past mixer outputs s [B, Tp, 1, D], the attention mask of the past [B, Tp] (left
@@ -6,14 +6,16 @@ padding) and the next RoPE position of every row [B] (= number of real tokens so
 
 Buffers grow by capacity doubling, so appending one token copies O(new) data (amortised), not the whole
 cache. Under autograd (new tensors that require grad) appends fall back to torch.cat so no tensor saved for
-backward is overwritten in place. Other mixers plug in by subclassing `LayerCache` (their mixer creates it).
+backward is overwritten in place. The Sessa mixer creates its `SessaLayerCache` on its first cached call; a
+new mixer that decodes would subclass `LayerCache` for the mask and position bookkeeping and declare
+"cache" in its `accepts`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from sessa.ops.utils import check_tensor
+from sessa.utils.checks import check_in_range, check_tensor
 
 
 class GrowableBuffer:
@@ -169,74 +171,13 @@ class SessaLayerCache(LayerCache):
             )
 
 
-class SessaCache:
-    """Model-level cache: one `LayerCache` per layer (None until that layer's first cached forward)."""
-
-    # Read by transformers' generate() on a cache passed in by the user: ours grows with the sequence
-    # (no layer is fixed-size "linear"), is not a static compilable cache, and cannot be cropped.
-    is_compileable = False
-    is_croppable = False
-
-    @property
-    def is_linear(self) -> list[bool]:
-        return [False] * len(self.layers)
-
-    def __init__(self, n_layers: int) -> None:
-        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-            raise ValueError(f"n_layers must be an int >= 1, got {n_layers!r}")
-        self.layers: list[LayerCache | None] = [None] * n_layers
-
-    def _first(self) -> LayerCache | None:
-        return next((c for c in self.layers if c is not None), None)
-
-    @property
-    def seq_len(self) -> int:
-        """Number of cached positions (padded ones included)."""
-        first = self._first()
-        return 0 if first is None else first.seq_len
-
-    def get_seq_length(self) -> int:
-        """Alias of seq_len (the transformers cache method name)."""
-        return self.seq_len
-
-    @property
-    def batch_size(self) -> int | None:
-        """Cached batch size, or None while the cache is empty."""
-        first = self._first()
-        return None if first is None else first.batch_size
-
-    @property
-    def attention_mask(self) -> torch.Tensor | None:
-        """Bool [B, seq_len] mask of the cached positions, or None when none was padded."""
-        first = self._first()
-        return None if first is None else first.attention_mask
-
-    def index_select(self, batch_idx: torch.Tensor) -> SessaCache:
-        """A new cache with rows batch_idx of every layer (beam search)."""
-        new = SessaCache(len(self.layers))
-        new.layers = [None if c is None else c.index_select(batch_idx) for c in self.layers]
-        return new
-
-    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
-        """In-place variant of index_select (the transformers beam-search hook)."""
-        self.layers = self.index_select(beam_idx).layers
-
-    def __len__(self) -> int:
-        return len(self.layers)
-
-    def __repr__(self) -> str:
-        n, b, t = len(self.layers), self.batch_size, self.seq_len
-        return f"SessaCache(n_layers={n}, batch_size={b}, seq_len={t})"
-
-
 def _check_batch_idx(batch_idx: object, batch_size: int) -> torch.Tensor:
-    """1-D integer tensor of row indices in [0, batch_size)."""
+    """1-D integer tensor of row indices in [0, batch_size) (the range is checked in debug mode)."""
     idx = check_tensor("batch_idx", batch_idx, ndim=1, integer=True)
     if idx.numel() == 0:
         raise ValueError("batch_idx must select at least one row")
-    if bool(((idx < 0) | (idx >= batch_size)).any()):
-        raise ValueError(f"batch_idx entries must lie in [0, {batch_size}), got {idx.tolist()}")
+    check_in_range("batch_idx", idx, 0, batch_size - 1, rule=f"entries must lie in [0, {batch_size})")
     return idx.long()
 
 
-__all__ = ["GrowableBuffer", "LayerCache", "SessaLayerCache", "SessaCache"]
+__all__ = ["GrowableBuffer", "LayerCache", "SessaLayerCache"]

@@ -22,7 +22,7 @@ from sessa.layers import sessa as core
 from sessa.layers.block import GatedBlock
 from sessa.layers.cache import SessaLayerCache
 from sessa.layers.rope import rope_inv_freq
-from sessa.ops.utils import check_positive_int, check_tensor
+from sessa.utils.checks import check_int, check_tensor
 
 LAYER_NAMES = {"norm": "ln", "in_proj": "W_in", "out_proj": "W_out"}  # our attribute -> theirs
 MIXER_NAMES = {"fb_proj": "proj_fb", "o_proj": "out_proj", "gamma_proj": "gamma_ctx"}
@@ -99,7 +99,7 @@ def export_reference_state_dict(module: nn.Module, *, max_len: int | None = None
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
-    max_len = check_positive_int("max_len", max_len, allow_none=True)
+    max_len = check_int("max_len", max_len, lo=1, none_ok=True)
     layers = {}
     for name, m in module.named_modules():
         if isinstance(m, GatedBlock) and isinstance(m.mixer, core.SessaMixer) and not isinstance(m, SessaLayer):
@@ -228,8 +228,8 @@ class SessaLayer(_AuthorsNames, core.SessaLayer):
         use_forward_rope: bool = True,
         gamma_max: float = 0.999,
     ) -> None:
-        check_positive_int("D", D)
-        max_len = check_positive_int("max_len", max_len, allow_none=True)
+        check_int("D", D, lo=1)
+        max_len = check_int("max_len", max_len, lo=1, none_ok=True)
         for name, flag in (("use_flash", use_flash), ("use_forward_rope", use_forward_rope)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
@@ -247,8 +247,8 @@ class SessaLayer(_AuthorsNames, core.SessaLayer):
         max_len: int | None = None,
     ) -> ReferenceCache:
         """An empty cache for up to max_len tokens (default: the layer's max_len), on the layer's device/dtype."""
-        check_positive_int("batch_size", batch_size)
-        max_len = check_positive_int("max_len", max_len, allow_none=True) or self.max_len
+        check_int("batch_size", batch_size, lo=1)
+        max_len = check_int("max_len", max_len, lo=1, none_ok=True) or self.max_len
         if max_len is None:
             raise ValueError("max_len must be given to init_cache or to SessaLayer(...) to size the cache")
         weight = self.mixer.q_proj.weight

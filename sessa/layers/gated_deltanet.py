@@ -22,8 +22,8 @@ from torch import nn
 
 from sessa.layers.cache import LayerCache
 from sessa.layers.hf_kernels import note_cuda_fallback, quiet_fallback_notes
-from sessa.layers.sessa import check_attention_mask
-from sessa.ops.utils import check_positive_int, check_tensor
+from sessa.layers.sessa import full_mask
+from sessa.utils.checks import check_bool, check_equal, check_hidden, check_int, debug_checks_enabled
 
 # options accepted in SessaConfig.mixer_options, with defaults suited to small models
 GATED_DELTANET_DEFAULTS: dict[str, Any] = {
@@ -42,17 +42,17 @@ def gated_deltanet_options(d_model: int, options: dict[str, Any] | None) -> dict
     if unknown:
         raise ValueError(f"unknown gated_deltanet mixer_options {unknown}; allowed: {sorted(GATED_DELTANET_DEFAULTS)}")
     opts = {**GATED_DELTANET_DEFAULTS, **options}
-    check_positive_int("d_model", d_model)
-    check_positive_int("mixer_options['num_heads']", opts["num_heads"])
+    check_int("d_model", d_model, lo=1)
+    check_int("mixer_options['num_heads']", opts["num_heads"], lo=1)
     if opts["head_dim"] is None:
         if d_model % opts["num_heads"]:
             raise ValueError(f"mixer_options['num_heads'] ({opts['num_heads']}) must divide d_model ({d_model}) "
                              "when head_dim is not given")
         opts["head_dim"] = d_model // opts["num_heads"]
     if opts["head_v_dim"] is None:
-        opts["head_v_dim"] = 2 * check_positive_int("mixer_options['head_dim']", opts["head_dim"])
+        opts["head_v_dim"] = 2 * check_int("mixer_options['head_dim']", opts["head_dim"], lo=1)
     for name, value in opts.items():
-        check_positive_int(f"mixer_options[{name!r}]", value)
+        check_int(f"mixer_options[{name!r}]", value, lo=1)
     return opts
 
 
@@ -112,13 +112,16 @@ class GatedDeltaNetCache(LayerCache):
 
 
 def check_contiguous_rows(mask: torch.Tensor) -> None:
-    """Each row of a bool mask [B, S] must be padding, real tokens, padding: a padded position after a real
-    token and before another would decay that row's state (the module zeroes padded inputs, nothing more)."""
+    """Debug mode only (it reads the mask back): each row of a bool mask [B, S] must be padding, real tokens,
+    padding. A padded position after a real token and before another would decay that row's state (the
+    module zeroes padded inputs, nothing more), so the tokens after such a gap would be wrong."""
+    if not debug_checks_enabled():
+        return
     started = mask.long().cummax(dim=1).values.bool()
     after_gap = (started & ~mask).long().cummax(dim=1).values.bool()
-    if bool((after_gap & mask).any()):
-        raise ValueError("attention_mask: the gated_deltanet mixer needs the real tokens of each row to be "
-                         "contiguous (left and/or right padding only, and no new tokens after right padding)")
+    check_equal("attention_mask", after_gap & mask, torch.zeros_like(mask),
+                "must keep the real tokens of each row contiguous for the gated_deltanet mixer (left and/or right "
+                "padding only, and no new tokens after right padding)")
 
 
 class GatedDeltaNetMixer(nn.Module):
@@ -189,18 +192,16 @@ class GatedDeltaNetMixer(nn.Module):
         """a_bar [B, T, D] -> s [B, T, D]; with a cache or use_cache -> (s, cache), updated in place.
 
         attention_mask [B, past + T] (1 = real token): padded inputs are zeroed, which leaves left- or
-        right-padded rows exact; rows with padding between real tokens are refused (ValueError).
+        right-padded rows exact; padding between real tokens of a row would decay its state, so the tokens
+        after it come out wrong (debug mode, sessa.utils.checks.debug_checks, refuses such a mask).
         """
-        check_tensor("a", a, ndim=3, floating=True)
-        if a.shape[-1] != self.d_model:
-            raise ValueError(f"a must have width d_model = {self.d_model}, got {a.shape[-1]}")
-        if not isinstance(use_cache, bool):
-            raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+        check_hidden("a", a, self.d_model, self.gdn.in_proj_qkvz.weight.dtype)
+        check_bool("use_cache", use_cache)
         if a.is_cuda:
             note_cuda_fallback("gated_deltanet", "fla", "flash-linear-attention causal-conv1d")
         B, T, _ = a.shape
         if cache is None and not use_cache:
-            mask = check_attention_mask(attention_mask, B, 0, T, None, a.device)
+            mask = full_mask(attention_mask, B, 0, T, None, a.device)
             if mask is not None:
                 check_contiguous_rows(mask)
             return self._run(a, mask, None)
@@ -208,7 +209,7 @@ class GatedDeltaNetMixer(nn.Module):
             raise ValueError("a must hold at least one new token (T >= 1) when a cache is used")
         layer = self._layer_cache(cache, a)
         n_past = layer.seq_len
-        mask = check_attention_mask(attention_mask, B, n_past, T, layer.attention_mask, a.device)
+        mask = full_mask(attention_mask, B, n_past, T, layer.attention_mask, a.device)
         if mask is not None:
             check_contiguous_rows(mask)
         new_mask = None if mask is None else mask[:, n_past:]

@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sessa.layers.attention import AttentionMixer
-from sessa.layers.block import check_hidden
-from sessa.ops.utils import check_positive_int
+from sessa.utils.checks import check_hidden, check_int
 
 LLAMA_DEFAULTS: dict[str, Any] = {
     "mlp_hidden": None,  # SwiGLU hidden width; None: 8 * d_model / 3 rounded up to a multiple of 8 (Llama's rule)
@@ -42,10 +41,10 @@ def llama_options(d_model: int, options: dict[str, Any] | None) -> dict[str, Any
     if unknown:
         raise ValueError(f"unknown llama mixer_options {unknown}; allowed: {sorted(LLAMA_DEFAULTS)}")
     opts = {**LLAMA_DEFAULTS, **options}
-    check_positive_int("d_model", d_model)
+    check_int("d_model", d_model, lo=1)
     if opts["mlp_hidden"] is None:
         opts["mlp_hidden"] = default_mlp_hidden(d_model)
-    check_positive_int("mixer_options['mlp_hidden']", opts["mlp_hidden"])
+    check_int("mixer_options['mlp_hidden']", opts["mlp_hidden"], lo=1)
     return opts
 
 
@@ -69,7 +68,7 @@ class LlamaBlock(nn.Module):
         self, d_model: int, mixer: nn.Module | Callable[[], nn.Module], mlp_hidden: int, eps: float = 1e-5
     ) -> None:
         super().__init__()
-        self.d_model = check_positive_int("d_model", d_model)
+        self.d_model = check_int("d_model", d_model, lo=1)
         self.attn_norm = nn.RMSNorm(d_model, eps=eps)
         if not isinstance(mixer, nn.Module) and callable(mixer):
             mixer = mixer()
@@ -77,7 +76,7 @@ class LlamaBlock(nn.Module):
             raise TypeError(f"mixer must be an nn.Module or a factory returning one, got {type(mixer).__name__}")
         self.mixer = mixer  # the name the language model reads (which arguments the mixer accepts)
         self.mlp_norm = nn.RMSNorm(d_model, eps=eps)
-        self.mlp = SwiGLU(d_model, check_positive_int("mlp_hidden", mlp_hidden))
+        self.mlp = SwiGLU(d_model, check_int("mlp_hidden", mlp_hidden, lo=1))
 
     @classmethod
     def from_config(cls, config: Any, mixer: nn.Module | Callable[[], nn.Module]) -> LlamaBlock:
@@ -92,7 +91,7 @@ class LlamaBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, **mixer_kwargs):
         """x [B, T, D] -> y [B, T, D]; mixer_kwargs (e.g. attention_mask=) go to the attention."""
-        check_hidden(x, self.d_model)
+        check_hidden("x", x, self.d_model, self.attn_norm.weight.dtype)
         h = x + self.mixer(self.attn_norm(x), **mixer_kwargs)
         return h + self.mlp(self.mlp_norm(h))
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from sessa.layers.hf_kernels import note_cuda_fallback, quiet_fallback_notes
-from sessa.ops.utils import check_positive_int, check_tensor
+from sessa.utils.checks import check_hidden, check_int, check_mask
 
 # Mamba2 options accepted in SessaConfig.mixer_options, with defaults suited to small models.
 MAMBA2_DEFAULTS: dict[str, int] = {
@@ -36,9 +36,9 @@ def mamba2_options(d_model: int, options: dict[str, Any] | None) -> dict[str, in
     if unknown:
         raise ValueError(f"unknown mamba2 mixer_options {unknown}; allowed: {sorted(MAMBA2_DEFAULTS)}")
     opts = {**MAMBA2_DEFAULTS, **options}
-    check_positive_int("d_model", d_model)
+    check_int("d_model", d_model, lo=1)
     for name, value in opts.items():
-        check_positive_int(f"mixer_options[{name!r}]", value)
+        check_int(f"mixer_options[{name!r}]", value, lo=1)
     inner = opts["expand"] * d_model
     if inner % opts["head_dim"]:
         raise ValueError(
@@ -89,14 +89,10 @@ class Mamba2Mixer(nn.Module):
 
     def forward(self, a: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """a_bar [B, T, D] -> s [B, T, D]; attention_mask [B, T] zeroes padded positions (HF convention)."""
-        check_tensor("a", a, ndim=3, floating=True)
-        if a.shape[-1] != self.d_model:
-            raise ValueError(f"a must have width d_model = {self.d_model}, got {a.shape[-1]}")
+        check_hidden("a", a, self.d_model, self.mamba.in_proj.weight.dtype)
         if a.is_cuda:
             note_cuda_fallback("mamba2", "mamba_ssm", "mamba-ssm causal-conv1d")
         if attention_mask is not None:
-            check_tensor("attention_mask", attention_mask, ndim=2)
-            if tuple(attention_mask.shape) != tuple(a.shape[:2]):
-                raise ValueError(f"attention_mask must have shape [B, T] = {tuple(a.shape[:2])}")
+            check_mask("attention_mask", attention_mask, tuple(a.shape[:2]), "[B, T]")
         return self.mamba(a, attention_mask=attention_mask)
 

@@ -1,4 +1,4 @@
-"""The Sessa mixer and layer (SESSA.md sections 1-2).
+"""The Sessa mixer and layer (docs/equations.md §1-2).
 
     f        = causal multi-head softmax attention of a_bar           (the forward branch)
     s        = (I - diag(gamma) alpha_fb)^{-1} f                      (attention inside the feedback loop)
@@ -18,9 +18,18 @@ from torch import nn
 from sessa.layers.attention import AttentionMixer
 from sessa.layers.block import GatedBlock
 from sessa.layers.cache import SessaLayerCache
-from sessa.layers.checks import check_gamma_max, check_positive_float
 from sessa.ops import DEFAULT_CHUNK_SIZE, feedback_solve
-from sessa.ops.utils import check_cu_seqlens, check_tensor
+from sessa.ops.utils import accum_dtype, causal_allowed
+from sessa.utils.checks import (
+    check_bool,
+    check_cu_seqlens,
+    check_equal,
+    check_float,
+    check_gamma_max,
+    check_hidden,
+    check_in_range,
+    check_mask,
+)
 
 
 class SessaMixer(AttentionMixer):
@@ -45,8 +54,7 @@ class SessaMixer(AttentionMixer):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
         gamma_max = check_gamma_max(gamma_max)
-        if not isinstance(feedback, bool):
-            raise TypeError(f"feedback must be a bool, got {feedback!r}")
+        feedback = check_bool("feedback", feedback)
         # forward branch: q, k, v, o projections, RoPE and SDPA come from AttentionMixer; fb_proj is
         # created between v and o (build_before_output) so a seed draws the authors' initial weights
         super().__init__(d_model, n_heads, n_kv_heads, rope, rope_theta=rope_theta)
@@ -68,9 +76,13 @@ class SessaMixer(AttentionMixer):
         )
 
     def feedback_inputs(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q_b, k_b [B, T, 1, D] and gamma [B, T, 1], |gamma| <= gamma_max."""
+        """q_b, k_b [B, T, 1, D] and gamma [B, T, 1] (float32 or float64), |gamma| <= gamma_max."""
         q_b, k_b = self.fb_proj(a).unsqueeze(2).chunk(2, dim=-1)
-        gamma = self.gamma_max * torch.tanh(self.gamma_bias + self.gamma_proj(a))
+        z = self.gamma_bias + self.gamma_proj(a)
+        # gamma in float32 at least: in bf16 a saturated gamma_max * tanh rounds to exactly 1.0, and
+        # |gamma| <= gamma_max < 1 is what keeps the solve bounded
+        gamma = self.gamma_max * torch.tanh(z.to(accum_dtype(z.dtype)))
+        check_in_range("gamma", gamma, -self.gamma_max, self.gamma_max)
         return q_b, k_b, gamma
 
     def forward(
@@ -86,13 +98,12 @@ class SessaMixer(AttentionMixer):
 
         cache continues earlier tokens (T = 1 decode, T > 1 chunked prefill); attention_mask [B, past + T]
         (1 = real) hides padded tokens in both branches and RoPE counts real tokens only; cu_seqlens [N + 1]
-        packs N sequences along T (B = 1): no attention across boundaries, positions restart.
+        packs N sequences along T (B = 1): no attention across boundaries, positions restart. A given mask
+        is always applied (reading whether it is all ones would wait for the device): pass None when no
+        token is padded to take the faster unmasked path.
         """
-        check_tensor("a", a, ndim=3, floating=True)
-        if a.shape[-1] != self.d_model:
-            raise ValueError(f"a must have width d_model = {self.d_model}, got {a.shape[-1]}")
-        if not isinstance(use_cache, bool):
-            raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+        check_hidden("a", a, self.d_model, self.q_proj.weight.dtype)
+        check_bool("use_cache", use_cache)
         B, T, _ = a.shape
         if cu_seqlens is not None:
             return self._forward_packed(a, cu_seqlens, cache, use_cache, attention_mask)
@@ -104,7 +115,7 @@ class SessaMixer(AttentionMixer):
             cache = self._layer_cache(cache, a)
         n_past = 0 if cache is None else cache.seq_len
         past_mask = None if cache is None else cache.attention_mask
-        mask = check_attention_mask(attention_mask, B, n_past, T, past_mask, a.device)
+        mask = full_mask(attention_mask, B, n_past, T, past_mask, a.device)
         if mask is None:  # no padding anywhere: positions are plain counts
             positions = torch.arange(n_past, n_past + T, device=a.device)
         else:  # position = number of real tokens before it in its row
@@ -156,12 +167,12 @@ class SessaMixer(AttentionMixer):
         if a.shape[0] != 1:
             raise ValueError(f"with cu_seqlens the batch must be packed into B = 1, got B = {a.shape[0]}")
         T = a.shape[1]
-        cu = check_cu_seqlens(cu_seqlens, T).to(a.device)
+        bounds = check_cu_seqlens(cu_seqlens, T)
+        cu = torch.tensor(bounds, device=a.device)
         lengths = cu[1:] - cu[:-1]
         starts = torch.repeat_interleave(cu[:-1], lengths, output_size=T)
         positions = torch.arange(T, device=a.device) - starts
         q, k, v = self.forward_qkv(a, positions)
-        bounds = cu.tolist()
         segments = [(i, j) for i, j in zip(bounds[:-1], bounds[1:], strict=True) if j > i]
         parts = [self.attend(q[:, i:j], k[:, i:j], v[:, i:j]) for i, j in segments]
         f = torch.cat(parts, dim=1) if parts else a.new_zeros(a.shape)
@@ -184,53 +195,30 @@ class SessaMixer(AttentionMixer):
         return cache
 
 
-def check_attention_mask(
+def full_mask(
     attention_mask: object, B: int, n_past: int, T: int, past_mask: torch.Tensor | None, device: torch.device
 ) -> torch.Tensor | None:
-    """Bool [B, n_past + T] mask, or None when every token (past and new) is real."""
+    """Bool [B, n_past + T] mask of past and new tokens, or None when none is given (now or in the cache)."""
     if attention_mask is None:
         if past_mask is None:
             return None
         return torch.cat([past_mask, torch.ones(B, T, dtype=torch.bool, device=past_mask.device)], dim=1)
-    m = check_tensor("attention_mask", attention_mask, ndim=2)
-    if m.is_floating_point() or m.is_complex():
-        raise TypeError(f"attention_mask must be a bool or integer tensor of 0/1, got dtype {m.dtype}")
-    if tuple(m.shape) != (B, n_past + T):
-        raise ValueError(f"attention_mask must be [B, past + T] = [{B}, {n_past + T}], got {tuple(m.shape)}")
-    if m.dtype != torch.bool:
-        if bool(((m != 0) & (m != 1)).any()):
-            raise ValueError("attention_mask must hold only 0 (padding) and 1 (real token)")
-        m = m != 0
-    m = m.to(device)
+    m = check_mask("attention_mask", attention_mask, (B, n_past + T)).to(device)
     if n_past:
         cached = past_mask if past_mask is not None else torch.ones(B, n_past, dtype=torch.bool)
-        if not torch.equal(m[:, :n_past], cached.to(device)):
-            raise ValueError("attention_mask[:, :past] must equal the mask of the cached tokens")
-    if past_mask is None and bool(m.all()):
-        return None  # all real: take the unmasked fast path
+        check_equal("attention_mask[:, :past]", m[:, :n_past], cached, "must equal the mask of the cached tokens")
     return m
 
 
 def forward_mask(mask: torch.Tensor | None, n_past: int, T: int, device: torch.device) -> torch.Tensor | None:
-    """SDPA boolean mask [B|1, 1, T, n_past + T] for the forward branch, or None (plain causal / decode).
-
-    Query t (absolute n_past + t) reads key j <= n_past + t when both are real. A padded query keeps only
-    its own key, so its row is never empty (SDPA would give NaN); its output is never read by real tokens.
-    """
+    """SDPA boolean mask [B|1, 1, T, n_past + T] for the forward branch, or None (plain causal / decode)."""
     if mask is None and (n_past == 0 or T == 1):
         return None
-    rows = torch.arange(n_past, n_past + T, device=device)[:, None]
-    cols = torch.arange(n_past + T, device=device)[None, :]
-    allowed = cols <= rows  # [T, S]
-    if mask is None:
-        return allowed
-    q_real = mask[:, n_past:, None]
-    allowed = torch.where(q_real, allowed[None] & mask[:, None, :], (cols == rows)[None])
-    return allowed[:, None]
+    return causal_allowed(T, n_past, mask, strict=False, device=device)[:, None]
 
 
 class SessaLayer(GatedBlock):
-    """y = x + W_out(s * g): the gated block of SESSA.md section 1 around a SessaMixer."""
+    """y = x + W_out(s * g): the gated block of docs/equations.md §1 around a SessaMixer."""
 
     mixer_class: type[SessaMixer] = SessaMixer  # a subclass may swap in a SessaMixer subclass
 
@@ -244,7 +232,7 @@ class SessaLayer(GatedBlock):
         ln_eps: float = 1e-5,
         **mixer_kwargs,
     ) -> None:
-        ln_eps = check_positive_float("ln_eps", ln_eps)
+        ln_eps = check_float("ln_eps", ln_eps, lo=0.0, lo_open=True)
         # a factory: the block builds it between W_in and W_out (the authors' order of initial draws)
         mixer = functools.partial(self.mixer_class, d_model, n_heads, n_kv_heads, gamma_max, rope, **mixer_kwargs)
         super().__init__(d_model, mixer, ln_eps)

@@ -10,13 +10,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from sessa.layers.checks import check_gamma_max, check_heads, check_positive_float
 from sessa.layers.mixers import mixer_options
 from sessa.ops import DEFAULT_CHUNK_SIZE
-from sessa.ops.utils import check_positive_int
 from sessa.utils import did_you_mean
+from sessa.utils.checks import check_bool, check_choice, check_float, check_gamma_max, check_heads, check_int
 
-IMPLS = ("auto", "chunk", "naive", "recurrent")
+IMPLS = ("auto", "chunk", "triton", "naive", "recurrent")
+MAX_LAYERS = 4096  # documented limit: beyond it, building the module list alone takes minutes
 
 
 @dataclass
@@ -27,6 +27,8 @@ class SessaFields:
     is the context the model is meant for (data blocks, generation limit); the layer itself has no
     positional limit. `feedback=False` is the paper's ablation (s = f). `mixer` names an entry of
     `sessa.layers.mixers.MIXERS`; `mixer_options` are that mixer's options (unknown keys are an error).
+    `n_layers` is at most MAX_LAYERS (4096); building a model whose float32 weights exceed the free memory
+    is refused before anything is allocated (sessa.models.size).
     """
 
     vocab_size: int = 256
@@ -49,18 +51,16 @@ class SessaFields:
 
     def check_fields(self) -> None:
         """Raise TypeError / ValueError naming the first field that is out of range."""
-        for name in ("vocab_size", "d_model", "n_layers", "max_seq_len", "chunk_size"):
-            check_positive_int(name, getattr(self, name))
+        for name in ("vocab_size", "d_model", "max_seq_len", "chunk_size"):
+            check_int(name, getattr(self, name), lo=1)
+        check_int("n_layers", self.n_layers, lo=1, hi=MAX_LAYERS)
         check_heads(self.d_model, self.n_heads, self.n_kv_heads, self.rope)
         check_gamma_max(self.gamma_max)
-        check_positive_float("rope_theta", self.rope_theta)
-        check_positive_float("ln_eps", self.ln_eps)
-        check_positive_float("init_std", self.init_std)
+        for name in ("rope_theta", "ln_eps", "init_std"):
+            check_float(name, getattr(self, name), lo=0.0, lo_open=True)
         for name in ("tie_embeddings", "feedback"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if self.impl not in IMPLS:
-            raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {self.impl!r}")
+            check_bool(name, getattr(self, name))
+        check_choice("impl", self.impl, IMPLS)
         if not isinstance(self.mixer_options, dict):
             raise TypeError(f"mixer_options must be a dict, got {type(self.mixer_options).__name__}")
         mixer_options(self)  # the mixer's name and its options
@@ -96,4 +96,4 @@ class SessaConfig(SessaFields):
         return cls(**d)
 
 
-__all__ = ["SessaConfig", "SessaFields", "FIELDS", "IMPLS"]
+__all__ = ["SessaConfig", "SessaFields", "FIELDS", "IMPLS", "MAX_LAYERS"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-from sessa.models.hf_config import SessaConfig
+from sessa.models.hf_config import PEFT_TARGET_MODULES, SessaConfig, register_peft
 from sessa.models.hf_model import SessaForCausalLM, SessaModel, SessaPreTrainedModel
 from sessa.models.lm import SessaLM
 
@@ -20,6 +20,7 @@ def register() -> None:
     AutoConfig.register(SessaConfig.model_type, SessaConfig, exist_ok=True)
     AutoModel.register(SessaConfig, SessaModel, exist_ok=True)
     AutoModelForCausalLM.register(SessaConfig, SessaForCausalLM, exist_ok=True)
+    register_peft()  # PEFT's default LoRA targets, if PEFT is already imported (else on first use)
 
 
 def to_hf(core_model: SessaLM, **config_kwargs: Any) -> SessaForCausalLM:
@@ -56,6 +57,8 @@ __all__ = [
     "SessaModel",
     "SessaForCausalLM",
     "register",
+    "register_peft",
+    "PEFT_TARGET_MODULES",
     "to_hf",
     "from_hf",
 ]

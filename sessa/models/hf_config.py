@@ -8,13 +8,16 @@ checks written once); the standard transformers names (hidden_size, num_hidden_l
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, ClassVar
 
 from transformers import GenerationConfig, PreTrainedConfig
 
 from sessa.models.config import FIELDS, SessaFields
 from sessa.models.config import SessaConfig as CoreSessaConfig
+from sessa.tokenization import BYTE_VOCAB_SIZE, EOS_ID, PAD_ID
 from sessa.utils import did_you_mean
+from sessa.utils.checks import check_bool, check_int
 
 # keys transformers writes into config.json or passes while loading (PreTrainedConfig consumes them)
 _TRANSFORMERS_KEYS = frozenset({
@@ -38,7 +41,11 @@ class SessaConfig(PreTrainedConfig, SessaFields):
         "layer_norm_eps": "ln_eps",
     }
 
-    # transformers-side fields (the architecture fields come from SessaFields)
+    # the byte tokenizer's size (sessa.tokenization: 256 bytes + eos 256 + pad 257), so that SessaConfig()
+    # works with it; the core config's default stays 256 (raw bytes)
+    vocab_size: int = BYTE_VOCAB_SIZE
+    # transformers-side fields (the architecture fields come from SessaFields); with vocab_size 258 and no
+    # value given they default to the byte tokenizer's ids (bos = eos = 256, pad = 257), else to None
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
@@ -55,6 +62,9 @@ class SessaConfig(PreTrainedConfig, SessaFields):
                     raise ValueError(f"{alias}={value!r} contradicts {name}={kwargs[name]!r} ({alias} is another "
                                      f"name for {name}); pass one of them")
                 kwargs[name] = value
+        if kwargs.get("vocab_size", BYTE_VOCAB_SIZE) == BYTE_VOCAB_SIZE:
+            for name, value in _BYTE_TOKEN_IDS.items():
+                kwargs.setdefault(name, value)
         fields = dataclasses.fields(self)
         names = {f.name for f in fields}
         for key in kwargs:
@@ -74,12 +84,15 @@ class SessaConfig(PreTrainedConfig, SessaFields):
     def __post_init__(self, **kwargs: Any) -> None:
         self.check_fields()  # the same checks as the core config
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < self.vocab_size):
-                raise ValueError(f"{name} must be None or an int in [0, vocab_size = {self.vocab_size}), got {v!r}")
-        if not isinstance(self.use_cache, bool):
-            raise TypeError(f"use_cache must be a bool, got {self.use_cache!r}")
+            check_int(name, getattr(self, name), lo=0, hi=self.vocab_size - 1, none_ok=True)
+        check_bool("use_cache", self.use_cache)
         super().__post_init__(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """transformers' to_dict. PEFT reads the model type through it when wrapping a model, so this is where
+        model type "sessa" joins PEFT's default LoRA targets (if PEFT is imported: see register_peft)."""
+        register_peft()
+        return super().to_dict()
 
     def to_core(self) -> CoreSessaConfig:
         """The plain `sessa.models.config.SessaConfig` with the same architecture fields."""
@@ -96,6 +109,25 @@ class SessaConfig(PreTrainedConfig, SessaFields):
         return cls(**{name: _copy(getattr(core, name)) for name in FIELDS}, **kwargs)
 
 
+_BYTE_TOKEN_IDS = {"bos_token_id": EOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID}
+
+# LoRA's default target modules: the attention-like projections of the Sessa / attention mixers and each
+# gated block's input and output projections (present for every mixer); not the small gamma / feedback ones
+PEFT_TARGET_MODULES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "in_proj", "out_proj")
+
+
+def register_peft() -> bool:
+    """Add model type "sessa" -> PEFT_TARGET_MODULES to PEFT's default LoRA target modules, so that
+    `get_peft_model(model, LoraConfig(task_type="CAUSAL_LM"))` needs no target_modules. Never imports
+    PEFT (does nothing until it is imported); an entry already there is kept. True when registered."""
+    constants = sys.modules.get("peft.utils.constants")
+    mapping = getattr(constants, "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING", None)
+    if not isinstance(mapping, dict):
+        return False
+    mapping.setdefault(SessaConfig.model_type, list(PEFT_TARGET_MODULES))
+    return True
+
+
 # generation settings older configs may still carry (transformers moves them to GenerationConfig)
 _GENERATION_KEYS = frozenset(GenerationConfig().to_dict())
 
@@ -106,4 +138,4 @@ def _copy(v: Any) -> Any:
 
 
 
-__all__ = ["SessaConfig"]
+__all__ = ["SessaConfig", "PEFT_TARGET_MODULES", "register_peft"]

@@ -3,12 +3,13 @@
 Nothing is re-implemented: `SessaModel` holds the core modules (`embed_tokens`, `layers`, `norm`, built by
 `sessa.models.lm.decoder_modules`) and runs the core `decoder_forward`; `SessaForCausalLM` adds the (tied)
 LM head and the core `lm_loss`. Weight names are those of the core `SessaLM`, so logits equal the core
-model's bit for bit, and the cache is the core `sessa.layers.cache.SessaCache`.
+model's bit for bit, and the cache is the core `sessa.models.cache.SessaCache`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -16,22 +17,29 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import slice_logits_to_keep
+from transformers.utils import logging
 from transformers.utils.deprecation import deprecate_kwarg
 
-from sessa.layers.cache import SessaCache
+from sessa.models.cache import SessaCache
 from sessa.models.hf_config import SessaConfig
 from sessa.models.legacy import V0_1_KEY_MAPPING
 from sessa.models.lm import check_labels, decoder_forward, decoder_modules, lm_loss, supports_cache
+from sessa.utils.checks import check_int
 from sessa.utils.io import MAX_CONFIG_BYTES, read_json_file
 from sessa.utils.manifest import MANIFEST_FILE, read_manifest, verify_manifest, write_manifest
 
+logger = logging.get_logger(__name__)
+
 # keyword arguments transformers may pass that we accept (checked, never silently used otherwise)
 _PASSTHROUGH_KWARGS = frozenset({"num_items_in_batch"})
+# keyword arguments of generate that transformers leaves among the model's inputs (not forward arguments)
+_GENERATE_ONLY_KWARGS = ("tokenizer", "assistant_tokenizer")
 
 
 def _defines_the_model(name: str) -> bool:
@@ -57,8 +65,12 @@ class SessaPreTrainedModel(PreTrainedModel):
     config: SessaConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
-    supports_gradient_checkpointing = False
+    # per-block activation checkpointing (gradient_checkpointing_enable / activation_checkpointing_enable)
+    supports_gradient_checkpointing = True
     _no_split_modules = ["GatedBlock"]
+    # attn_implementation "sdpa" (the default) and "eager" are both accepted and run the same code: every
+    # attention-like branch of a Sessa block already calls torch's scaled_dot_product_attention
+    _supports_sdpa = True
     # the cache grows with the sequence and cannot be cropped: no assisted decoding
     _is_stateful = True
 
@@ -110,6 +122,20 @@ class SessaPreTrainedModel(PreTrainedModel):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def _set_gradient_checkpointing(
+        self,
+        enable: bool = True,
+        gradient_checkpointing_func: Any = torch.utils.checkpoint.checkpoint,
+        every_n_layers: int = 1,
+    ) -> None:
+        """transformers' switch (sets `SessaModel.gradient_checkpointing` and the function), plus every_n_layers:
+        SessaModel checkpoints blocks 0, n, 2n, ... of `layers` itself (our blocks are core modules)."""
+        check_int("every_n_layers", every_n_layers, lo=1)
+        super()._set_gradient_checkpointing(enable, gradient_checkpointing_func, every_n_layers)
+        for module in self.modules():
+            if isinstance(module, SessaModel):
+                module.checkpoint_every = every_n_layers
+
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         """False: generate must not create a DynamicCache; our forward starts a SessaCache itself."""
@@ -131,7 +157,7 @@ class SessaPreTrainedModel(PreTrainedModel):
         elif "RMSNorm" in type(module).__name__ and isinstance(getattr(module, "weight", None), nn.Parameter):
             init.ones_(module.weight)
         gamma_bias = getattr(module, "gamma_bias", None)
-        if isinstance(gamma_bias, nn.Parameter):  # b_gamma of a Sessa mixer (SESSA.md section 2)
+        if isinstance(gamma_bias, nn.Parameter):  # b_gamma of a Sessa mixer (docs/equations.md §2)
             init.constant_(gamma_bias, 1.0)
 
 
@@ -145,6 +171,10 @@ class SessaModel(SessaPreTrainedModel):
         self.embed_tokens, self.layers, self.norm = decoder_modules(config)
         # baseline mixers (e.g. attention) may not take a cache: then use_cache defaults to False
         self.supports_cache = supports_cache(config)
+        # set by gradient_checkpointing_enable (transformers' _set_gradient_checkpointing)
+        self.gradient_checkpointing = False
+        self.checkpoint_every = 1
+        self._gradient_checkpointing_func = functools.partial(torch.utils.checkpoint.checkpoint, use_reentrant=False)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -194,9 +224,17 @@ class SessaModel(SessaPreTrainedModel):
         if output_hidden_states is None:
             output_hidden_states = bool(self.config.output_hidden_states)
         mask = _drop_all_ones(attention_mask, input_ids, cache)
+        checkpoint = None
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            if use_cache or cache is not None:
+                # a recompute would update the cache a second time: this forward runs without checkpointing
+                logger.warning_once("gradient checkpointing is skipped for forwards with a cache (use_cache=True)")
+            else:
+                checkpoint = self._gradient_checkpointing_func
         with _capture_hidden(self, output_hidden_states) as hidden:
             h, cache = decoder_forward(self, input_ids, attention_mask=mask, cache=cache,
-                                       use_cache=use_cache or cache is not None)
+                                       use_cache=use_cache or cache is not None, checkpoint=checkpoint,
+                                       checkpoint_every=self.checkpoint_every)
         states = None
         if output_hidden_states:
             hidden[-1] = h  # the last entry is the normed final state, as in transformers' models
@@ -224,10 +262,34 @@ class SessaForCausalLM(SessaPreTrainedModel, GenerationMixin):
         self.model.set_input_embeddings(value)
 
     def generate(self, *args: Any, **kwargs: Any):
-        """GenerationMixin.generate; for mixers without a cache (baselines) use_cache defaults to False."""
+        """GenerationMixin.generate; for mixers without a cache (baselines) use_cache defaults to False.
+
+        The whole sequence (prompt + new tokens) must fit in config.max_seq_len: a longer request raises
+        ValueError before any token is generated.
+        """
         if not self.model.supports_cache:
             kwargs.setdefault("use_cache", False)  # generate would otherwise feed only the last token
         return super().generate(*args, **kwargs)
+
+    def _validate_generated_length(self, generation_config: Any, input_ids_length: int,
+                                   has_default_max_length: bool) -> None:
+        """transformers' checks, then: the final length (prompt + max_new_tokens) fits config.max_seq_len."""
+        super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
+        limit = self.config.max_seq_len
+        if generation_config.max_length > limit:
+            asked = (f"max_new_tokens {generation_config.max_new_tokens}" if generation_config.max_new_tokens
+                     is not None else f"max_length {generation_config.max_length}")
+            room = f"max_new_tokens={limit - input_ids_length}" if input_ids_length < limit else "a shorter prompt"
+            raise ValueError(f"prompt length {input_ids_length} with {asked} exceeds the model's max_seq_len = "
+                             f"{limit} (the longest sequence generate produces); pass {room}, or raise max_seq_len in "
+                             "the config if the model should run longer")
+
+    def prepare_inputs_for_generation(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """GenerationMixin's, minus what generate keeps among the model arguments for itself (the tokenizer
+        for stop_strings): the forward rejects unknown keywords."""
+        for key in _GENERATE_ONLY_KWARGS:
+            kwargs.pop(key, None)
+        return super().prepare_inputs_for_generation(*args, **kwargs)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -316,7 +378,9 @@ def _drop_all_ones(attention_mask: object, input_ids: object, cache: object) -> 
     past = cache.seq_len if isinstance(cache, SessaCache) else 0
     if input_ids.ndim != 2 or tuple(attention_mask.shape) != (input_ids.shape[0], past + input_ids.shape[1]):
         return attention_mask
-    if attention_mask.is_floating_point() or attention_mask.is_complex() or not bool((attention_mask == 1).all()):
+    if attention_mask.is_floating_point() or attention_mask.is_complex() or torch.compiler.is_compiling():
+        return attention_mask  # (compiled: no host read, the core takes the mask as given)
+    if not bool((attention_mask == 1).all()):
         return attention_mask
     return None
 

@@ -12,6 +12,7 @@ state dicts have the same keys (`model.embed_tokens.weight`, `model.layers.0.mix
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sessa.layers.cache import SessaCache
 from sessa.layers.mixers import block_class, build_mixer, mixer_class
+from sessa.models.cache import SessaCache
 from sessa.models.config import SessaConfig, SessaFields
-from sessa.ops.utils import check_tensor
+from sessa.models.size import check_model_fits
 from sessa.utils import IGNORE_INDEX
+from sessa.utils.checks import check_bool, check_token_ids
 
 
 @dataclass
@@ -33,25 +35,9 @@ class LMOutput:
     cache: Any = None
 
 
-def check_token_ids(name: str, ids: object, vocab_size: int, *, allow_ignore: bool = False) -> torch.Tensor:
-    """[B, T] integer ids in [0, vocab_size) (and IGNORE_INDEX for labels)."""
-    ids = check_tensor(name, ids, ndim=2, integer=True)
-    if ids.shape[0] == 0:
-        raise ValueError(f"{name} has an empty batch (B = 0)")
-    if ids.numel():
-        bad = (ids < 0) | (ids >= vocab_size)
-        if allow_ignore:
-            bad &= ids != IGNORE_INDEX
-        if bool(bad.any()):
-            v = ids[bad][0].item()
-            extra = f" or {IGNORE_INDEX}" if allow_ignore else ""
-            raise ValueError(f"{name} must lie in [0, vocab_size = {vocab_size}){extra}, found {v}")
-    return ids
-
-
 def check_labels(labels: object, input_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Labels aligned with input_ids: same [B, T] shape, ids in [0, vocab_size) or IGNORE_INDEX."""
-    labels = check_token_ids("labels", labels, vocab_size, allow_ignore=True)
+    labels = check_token_ids("labels", labels, vocab_size, ignore_index=IGNORE_INDEX)
     if labels.shape != input_ids.shape:
         raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
     return labels
@@ -79,6 +65,7 @@ def decoder_modules(config: SessaFields) -> tuple[nn.Embedding, nn.ModuleList, n
     The block is the mixer's (sessa.layers.mixers.block_class): the paper's GatedBlock unless the mixer
     names another (the "llama" baseline).
     """
+    check_model_fits(config)  # refuse before allocating anything
     embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
     block = block_class(config.mixer)
     # the mixer is built between the block's W_in and W_out (a factory): the authors' creation order, so a
@@ -97,15 +84,21 @@ def decoder_forward(
     cache: SessaCache | None = None,
     use_cache: bool = False,
     cu_seqlens: torch.Tensor | None = None,
+    checkpoint: Callable[..., torch.Tensor] | None = None,
+    checkpoint_every: int = 1,
 ) -> tuple[torch.Tensor, SessaCache | None]:
-    """norm(layers(embed_tokens(input_ids))) [B, T, D] and the cache, for any module holding those three."""
-    check_token_ids("input_ids", input_ids, decoder.embed_tokens.num_embeddings)
-    if not isinstance(use_cache, bool):
-        raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+    """norm(layers(embed_tokens(input_ids))) [B, T, D] and the cache, for any module holding those three.
+
+    checkpoint (e.g. `torch.utils.checkpoint.checkpoint`) runs every `checkpoint_every`-th block as
+    `checkpoint(partial(block, **kwargs), h)`: activation checkpointing per block. Forwards with a cache never
+    checkpoint (the block updates the cache, which a recompute would update twice).
+    """
+    input_ids = check_token_ids("input_ids", input_ids, decoder.embed_tokens.num_embeddings)
+    check_bool("use_cache", use_cache)
     layers = decoder.layers
     if cache is not None:
         if not isinstance(cache, SessaCache):
-            raise TypeError(f"cache must be a sessa.layers.cache.SessaCache, got {type(cache).__name__}")
+            raise TypeError(f"cache must be a sessa.models.cache.SessaCache, got {type(cache).__name__}")
         if len(cache.layers) != len(layers):
             raise ValueError(f"cache has {len(cache.layers)} layers, the model has {len(layers)}")
         if cache.batch_size is not None and cache.batch_size != input_ids.shape[0]:
@@ -126,7 +119,10 @@ def decoder_forward(
     h = decoder.embed_tokens(input_ids)
     for i, layer in enumerate(layers):
         if cache is None:
-            h = layer(h, **kwargs)
+            if checkpoint is not None and i % checkpoint_every == 0:
+                h = checkpoint(functools.partial(layer, **kwargs), h)  # h positional: reentrant mode too
+            else:
+                h = layer(h, **kwargs)
         else:  # the mixer creates its own per-layer cache on the first call and updates it afterwards
             h, cache.layers[i] = layer(h, **{**kwargs, "cache": cache.layers[i], "use_cache": True})
     return decoder.norm(h), cache
@@ -182,6 +178,9 @@ class SessaLM(nn.Module):
         cache (a SessaCache, updated in place and returned) continues earlier tokens; use_cache=True starts
         one. attention_mask [B, past + T] (1 = real token) for padded batches; cu_seqlens [N + 1] for N
         sequences packed into B = 1. Labels are used as given (set padded positions to IGNORE_INDEX).
+        Integer ids of any width (int8, uint8, int16, int32) are cast to int64; whether they lie in
+        [0, vocab_size) is checked only in debug mode (`sessa.utils.checks.debug_checks`), which keeps
+        this call free of host-device synchronisation.
         """
         h, cache = self.model(input_ids, attention_mask=attention_mask, cache=cache, use_cache=use_cache,
                               cu_seqlens=cu_seqlens)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from sessa.tasks.base import IGNORE_INDEX, SPLITS, Task
+from sessa.tasks.base import IGNORE_INDEX, Task
 from sessa.utils import did_you_mean
+from sessa.utils.checks import SPLITS
 
 # name -> "module:Class", imported on first use so `import sessa.tasks` stays cheap
 BUILTIN_TASKS: dict[str, str] = {

@@ -1,4 +1,4 @@
-"""Shared machinery for tasks: the Task interface, lazy seeded datasets, right-padding collate, checks.
+"""Shared machinery for tasks: the Task interface, lazy seeded datasets, right-padding collate.
 
 A task turns (split, index) into one example {"input_ids": LongTensor[T], "labels": LongTensor[T]}
 with labels = IGNORE_INDEX where the model is not scored (labels are aligned with input_ids; the LM
@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import Dataset
 
 from sessa.utils import IGNORE_INDEX
+from sessa.utils.checks import check_split
 from sessa.utils.io import atomic_write
 
-SPLITS = ("train", "validation", "test")
 CLASSIFICATION_METRICS = ("loss", "accuracy")
 LM_METRICS = ("loss", "perplexity", "top1", "top5")
 
@@ -33,39 +33,6 @@ def example_rng(task: str, seed: int, split: str, index: int) -> random.Random:
 def split_rng(task: str, seed: int, split: str, what: str) -> random.Random:
     """Per-split RNG for split-level draws (e.g. the balanced label permutation)."""
     return random.Random(f"sessa/{task}/{seed}/{split}/{what}")
-
-
-def check_int(name: str, value: object, *, lo: int | None = None, hi: int | None = None) -> int:
-    """Raise TypeError/ValueError naming `name` unless value is an int in [lo, hi] (bool rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        rng = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
-        raise ValueError(f"{name} must lie in {rng}, got {value}")
-    return value
-
-
-def check_float(name: str, value: object, *, lo: float, hi: float) -> float:
-    """Raise unless value is a real number in [lo, hi]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not lo <= float(value) <= hi:
-        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")
-    return float(value)
-
-
-def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    """Raise unless value is one of `choices`."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return str(value)
-
-
-def check_split(split: object) -> str:
-    """Splits are 'train', 'validation' and 'test' ('val'/'valid'/'dev' accepted for validation)."""
-    if split in ("val", "valid", "dev"):
-        return "validation"
-    return check_choice("split", split, SPLITS)
 
 
 def pad_collate(examples: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:

@@ -1,6 +1,6 @@
 """Diffuse MQAR: associative recall with multi-token keys, prefix-sharing distractors and controlled lags.
 
-The paper's second long-context task (PAPER_NOTES.md); exact sizes are not published, so they are options:
+The paper's second long-context task (Diffuse MQAR, docs/tasks.md); exact sizes are not published, so they are options:
 
     <bos> | memory: P pairs (key: key_len tokens, value: value_len tokens) | <sep>
           | noise: distractor pairs, n tokens | <sep> | queries: Q pairs (key, value)
@@ -23,8 +23,9 @@ Token ids: 0 <pad>, 1 <bos>, 2 <sep>, then key tokens k0.., then value tokens v0
 
 from __future__ import annotations
 
-from sessa.tasks.base import check_int, check_split, example_rng
+from sessa.tasks.base import example_rng
 from sessa.tasks.recall import RecallExample, RecallTask
+from sessa.utils.checks import check_int, check_split
 
 PAD, BOS, SEP = 0, 1, 2
 N_SPECIALS = 3

@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
-from sessa.tasks.base import LM_METRICS, SPLITS, Task, check_float, check_int, check_split
+from sessa.tasks.base import LM_METRICS, Task
 from sessa.tasks.corpus import DEFAULT_EXTENSIONS, hf_documents, load_documents
+from sessa.utils.checks import SPLITS, check_bool, check_float, check_int, check_split
 
 _HF_SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
 
@@ -80,8 +81,7 @@ class LMTask(Task):
         check_float("test_fraction", test_fraction, lo=0.0, hi=0.5)
         if max_chars is not None:
             check_int("max_chars", max_chars, lo=1)
-        if not isinstance(drop_remainder, bool):
-            raise TypeError(f"drop_remainder must be a bool, got {drop_remainder!r}")
+        check_bool("drop_remainder", drop_remainder)
         extensions = tuple(extensions)
         self.options: dict[str, Any] = {
             "source": source, "tokenizer": tokenizer, "block_size": block_size, "val_fraction": val_fraction,

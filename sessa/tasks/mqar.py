@@ -11,8 +11,9 @@ Defaults: seq_len 128, 8 pairs, all 8 queried, 64 key and 64 value tokens.
 
 from __future__ import annotations
 
-from sessa.tasks.base import check_int, check_split, example_rng
+from sessa.tasks.base import example_rng
 from sessa.tasks.recall import RecallExample, RecallTask
+from sessa.utils.checks import check_int, check_split
 
 PAD, BOS, FILLER = 0, 1, 2
 N_SPECIALS = 3

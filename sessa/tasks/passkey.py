@@ -12,8 +12,9 @@ Defaults: distance 128, 5 digits, prefix up to 16, 16 filler symbols.
 
 from __future__ import annotations
 
-from sessa.tasks.base import check_int, check_split, example_rng
+from sessa.tasks.base import example_rng
 from sessa.tasks.recall import RecallExample, RecallTask
+from sessa.utils.checks import check_int, check_split
 
 PAD, BOS, KEY, QUERY = 0, 1, 2, 3
 DIGIT0 = 4

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sessa.tasks.base import IGNORE_INDEX, SyntheticTask, check_split, to_example
+from sessa.tasks.base import IGNORE_INDEX, SyntheticTask, to_example
+from sessa.utils.checks import check_split
 
 
 @dataclass

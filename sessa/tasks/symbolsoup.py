@@ -42,14 +42,8 @@ from typing import NamedTuple
 
 import torch
 
-from sessa.tasks.base import (
-    IGNORE_INDEX,
-    SPLITS,
-    SyntheticTask,
-    check_choice,
-    check_int,
-    check_split,
-)
+from sessa.tasks.base import IGNORE_INDEX, SyntheticTask
+from sessa.utils.checks import SPLITS, check_choice, check_int, check_split
 
 ALPHABET = "abcdefghijklmnop"
 N_LETTERS = 16

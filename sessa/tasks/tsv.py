@@ -18,7 +18,8 @@ import json
 import os
 from typing import Any
 
-from sessa.tasks.base import SPLITS, SyntheticTask, check_choice, check_split, write_text_atomic
+from sessa.tasks.base import SyntheticTask, write_text_atomic
+from sessa.utils.checks import SPLITS, check_choice, check_split
 
 HEADER = ("Text", "Answer")
 LABEL_VOCAB_FILE = "labels.txt"
@@ -108,9 +109,18 @@ def write_task_files(task: SyntheticTask, out_dir: str, *, splits: tuple[str, ..
     return written
 
 
-def read_tsv(path: str) -> list[tuple[str, str]]:
-    """Rows (Text, Answer) of a TSV written by write_split_tsv; a malformed file raises ValueError naming it."""
+def read_tsv(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """Rows (Text, Answer) of a TSV written by write_split_tsv; a malformed file raises ValueError naming it.
+
+    Fields may be as long as the file (csv's default limit of 131,072 characters is lifted while reading:
+    a passkey text at distance 70,000 is longer).
+    """
+    if not isinstance(path, (str, os.PathLike)):  # an int would be read as a file descriptor, and closed
+        raise TypeError(f"path must be a file path, got {type(path).__name__}")
+    path = os.fspath(path)
     rows: list[tuple[str, str]] = []
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, os.path.getsize(path) + 1 if os.path.isfile(path) else limit))
     try:
         with open(path, encoding="utf-8", newline="") as f:
             r = csv.reader(f, delimiter="\t", strict=True)
@@ -124,6 +134,8 @@ def read_tsv(path: str) -> list[tuple[str, str]]:
                 rows.append((row[0], row[1]))
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{path} is not a valid UTF-8 TSV file: {e}") from None
+    finally:
+        csv.field_size_limit(limit)
     return rows
 
 

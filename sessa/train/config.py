@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from sessa.models.config import SessaConfig
+from sessa.utils.checks import SPLITS, check_bool, check_choice, check_float, check_int
 
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-def _int(name: str, v: object, lo: int, *, none_ok: bool = False) -> None:
-    if v is None and none_ok:
-        return
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"{name} must be an int >= {lo}{' or null' if none_ok else ''}, got {v!r}")
-    if v < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {v}")
-
-
-def _float(name: str, v: object, lo: float, hi: float, *, lo_open: bool = False) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"{name} must be a number in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}")
-    ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
-    if not ok:
-        raise ValueError(f"{name} must lie in {'(' if lo_open else '['}{lo}, {hi}], got {v}")
 
 
 def _yaml_float(v: object) -> object:
@@ -39,11 +22,6 @@ def _yaml_float(v: object) -> object:
         except ValueError:
             return v
     return v
-
-
-def _bool(name: str, v: object) -> None:
-    if not isinstance(v, bool):
-        raise TypeError(f"{name} must be true or false, got {v!r}")
 
 
 @dataclass
@@ -101,36 +79,30 @@ class TrainConfig:
         for name, lo in (("steps", 1), ("batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0), ("seed", 0),
                          ("eval_every", 0), ("ckpt_every", 0), ("keep_last", 1), ("log_every", 1),
                          ("num_workers", 0)):
-            _int(name, getattr(self, name), lo)
-        _int("eval_batches", self.eval_batches, 1, none_ok=True)
-        _int("eval_batch_size", self.eval_batch_size, 1, none_ok=True)
-        _int("stop_at", self.stop_at, 1, none_ok=True)
+            check_int(name, getattr(self, name), lo=lo)
+        check_int("eval_batches", self.eval_batches, lo=1, none_ok=True)
+        check_int("eval_batch_size", self.eval_batch_size, lo=1, none_ok=True)
+        check_int("stop_at", self.stop_at, lo=1, none_ok=True)
         if self.stop_at is not None and self.stop_at > self.steps:
             raise ValueError(f"stop_at must lie in [1, steps = {self.steps}], got {self.stop_at}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"grad_accum ({self.grad_accum}) must divide batch_size ({self.batch_size})")
-        _float("lr", self.lr, 0.0, 10.0, lo_open=True)
-        _float("weight_decay", self.weight_decay, 0.0, 10.0)
-        _float("adam_eps", self.adam_eps, 0.0, 1.0, lo_open=True)
-        _float("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_float("lr", self.lr, lo=0.0, hi=10.0, lo_open=True)
+        check_float("weight_decay", self.weight_decay, lo=0.0, hi=10.0)
+        check_float("adam_eps", self.adam_eps, lo=0.0, hi=1.0, lo_open=True)
+        check_float("min_lr_ratio", self.min_lr_ratio, lo=0.0, hi=1.0)
         if isinstance(self.betas, list):
             self.betas = tuple(self.betas)
         if not isinstance(self.betas, tuple) or len(self.betas) != 2:
             raise TypeError(f"betas must be a pair [beta1, beta2], got {self.betas!r}")
         for i, b in enumerate(self.betas):
-            _float(f"betas[{i}]", b, 0.0, 1.0)
-            if b >= 1.0:
-                raise ValueError(f"betas[{i}] must lie in [0, 1), got {b}")
-        if self.grad_clip is not None:
-            _float("grad_clip", self.grad_clip, 0.0, math.inf, lo_open=True)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
-        if not isinstance(self.eval_split, str):
-            raise TypeError(f"eval_split must be a str, got {self.eval_split!r}")
+            check_float(f"betas[{i}]", b, lo=0.0, hi=1.0, hi_open=True)
+        check_float("grad_clip", self.grad_clip, lo=0.0, lo_open=True, none_ok=True)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("device", self.device, DEVICES)
+        check_choice("eval_split", self.eval_split, SPLITS)  # before training, not after the whole run
         for name in ("progress", "tensorboard", "fsdp", "check_finite"):
-            _bool(name, getattr(self, name))
+            check_bool(name, getattr(self, name))
         if self.out_dir is not None and not isinstance(self.out_dir, (str, os.PathLike)):
             raise TypeError(f"out_dir must be a path or null, got {self.out_dir!r}")
         if self.out_dir is not None:

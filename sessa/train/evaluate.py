@@ -18,6 +18,7 @@ from torch import nn
 from sessa.models.lm import lm_loss
 from sessa.train.distributed import DistInfo, all_reduce_sum
 from sessa.utils import IGNORE_INDEX
+from sessa.utils.checks import check_int
 
 SUPPORTED_METRICS = ("loss", "perplexity", "accuracy", "top1", "top5")
 # exp() overflows a float64 past a mean NLL of ~709.8: beyond this the perplexity is reported as exp(700)
@@ -81,10 +82,8 @@ def evaluate(model: nn.Module, task: Any, split: str = "validation", batches: in
     masks [b, T-1] (how `sessa bench` bins accuracy by length and lag).
     """
     names = check_metric_names(task.metric_names if metric_names is None else metric_names)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if batches is not None and (isinstance(batches, bool) or not isinstance(batches, int) or batches < 1):
-        raise ValueError(f"batches must be an int >= 1 or None (whole split), got {batches!r}")
+    check_int("batch_size", batch_size, lo=1)
+    check_int("batches", batches, lo=1, none_ok=True)  # None: the whole split
     info = info or DistInfo(device=next(model.parameters()).device)
     micro = micro_batch_size or batch_size
     dataset = task.dataset(split)

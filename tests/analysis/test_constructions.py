@@ -1,4 +1,4 @@
-"""The paper's constructions, measured through the real modules, show the theory's tails (SESSA.md 5)."""
+"""The paper's constructions, measured through the real modules, show the theory's tails (docs/equations.md §5)."""
 
 import math
 

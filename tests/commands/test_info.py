@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+import torch
 import yaml
 
 from sessa.cli import main
@@ -37,3 +39,26 @@ def test_info_errors_are_one_line(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["info", "--d-model", "0"]) == 2
     assert "d_model" in capsys.readouterr().err
+
+
+def test_cli_devices_and_tokenizers_fail_clearly(tmp_path, capsys):
+    from sessa.cli import main as cli
+
+    with pytest.raises(SystemExit) as exc:  # argparse's usage error: one line, status 2
+        cli(["generate", "--random-init", "--prompt", "x", "--device", "bogus"])
+    assert exc.value.code == 2 and "--device must be cpu, cuda or cuda:N, got 'bogus'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            cli(["eval", "--checkpoint", str(tmp_path), "--device", "cuda"])
+        assert "no CUDA GPU is visible" in capsys.readouterr().err
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "tokenizer.json").write_text("{garbage")
+    assert cli(["generate", "--random-init", "--prompt", "x", "--tokenizer", str(tmp_path / "tok")]) == 2
+    assert "tokenizer.json: not a readable tokenizer" in capsys.readouterr().err
+
+
+def test_generate_refuses_a_missing_model():
+    from sessa.generation import generate
+
+    with pytest.raises(TypeError, match="model must be a sessa language model"):
+        generate(None, torch.zeros(1, 2, dtype=torch.long), max_new_tokens=1)

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from sessa import SessaLayer, SessaMixer
-from sessa.layers.cache import GrowableBuffer, SessaCache, SessaLayerCache
+from sessa.layers.cache import GrowableBuffer, SessaLayerCache
+from sessa.models.cache import SessaCache
+from sessa.utils.checks import debug_checks
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -140,7 +142,7 @@ def test_index_select_reorders_rows_for_beam_search():
     model_cache.layers[0] = cache
     model_cache.reorder_cache(torch.tensor([1, 1]))
     assert model_cache.batch_size == 2 and model_cache.layers[1] is None
-    with pytest.raises(ValueError, match="batch_idx"):
+    with pytest.raises(ValueError, match="batch_idx"), debug_checks():  # a value check: debug mode only
         cache.index_select(torch.tensor([3]))
     with pytest.raises(TypeError, match="batch_idx"):
         cache.index_select(torch.tensor([0.0]))
@@ -161,9 +163,9 @@ def test_bad_cache_and_mask_are_rejected():
             layer(torch.randn(2, 1, 16), cache=cache, attention_mask=torch.ones(2, 1, dtype=torch.long))
         with pytest.raises(TypeError, match="attention_mask"):
             layer(torch.randn(2, 1, 16), cache=cache, attention_mask=torch.ones(2, 6))
-        with pytest.raises(ValueError, match="only 0"):
+        with pytest.raises(ValueError, match="only 0"), debug_checks():  # value checks: debug mode only
             layer(torch.randn(2, 1, 16), cache=cache, attention_mask=torch.full((2, 6), 2))
-        with pytest.raises(ValueError, match="cached tokens"):  # the past part must match the cache
+        with pytest.raises(ValueError, match="cached tokens"), debug_checks():  # the past must match the cache
             bad = torch.ones(2, 6, dtype=torch.long)
             bad[0, 0] = 0
             layer(torch.randn(2, 1, 16), cache=cache, attention_mask=bad)
@@ -173,7 +175,7 @@ def test_bad_cache_and_mask_are_rejected():
             layer(torch.randn(2, 1, 16), use_cache=1)
         assert cache.seq_len == 5  # failed calls left the cache unchanged
         bad_a = torch.full((2, 1, 16), float("nan"))
-        with pytest.raises(ValueError, match="NaN"):  # found inside the feedback solve, after K/V were appended
+        with pytest.raises(ValueError, match="NaN"), debug_checks():  # found inside the solve, after K/V appended
             layer.mixer(bad_a, cache=cache)
         assert cache.seq_len == 5 and cache.k.shape[1] == 5 and cache.s.shape[1] == 5
     with pytest.raises(ValueError, match="n_layers"):

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from sessa.layers.gated_deltanet import GatedDeltaNetCache, GatedDeltaNetMixer, gated_deltanet_options
 from sessa.models import SessaConfig, SessaLM
+from sessa.utils.checks import debug_checks
 
 D = 12
 
@@ -153,11 +154,15 @@ def test_left_and_right_padding_are_exact_and_gaps_refused():
         right = m(torch.cat([a, torch.randn(1, 2, D)], dim=1), attention_mask=torch.tensor([[1] * 6 + [0] * 2]))
     torch.testing.assert_close(left[:, 3:], alone, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(right[:, :6], alone, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="contiguous"):
-        m(torch.randn(1, 5, D), attention_mask=torch.tensor([[1, 1, 0, 1, 1]]))
+    gap = torch.tensor([[1, 1, 0, 1, 1]])
+    m(torch.randn(1, 5, D), attention_mask=gap)  # outside debug mode the mask is not read back: no check
+    with debug_checks(), pytest.raises(ValueError, match="contiguous.*first at index \\(0, 3\\)"):
+        m(torch.randn(1, 5, D), attention_mask=gap)
     _, cache = m(a, use_cache=True, attention_mask=torch.tensor([[1] * 5 + [0]]))  # right-padded prefill
-    with pytest.raises(ValueError, match="contiguous"):
+    with debug_checks(), pytest.raises(ValueError, match="contiguous"):
         m(torch.randn(1, 1, D), cache=cache)  # a new token after the padding would open a gap
+    with debug_checks():  # left padding, then real tokens, then right padding: fine
+        m(torch.randn(2, 6, D), attention_mask=torch.tensor([[0, 1, 1, 1, 0, 0], [1] * 6]))
 
 
 def test_cache_checks_and_beam_reorder():

@@ -65,8 +65,8 @@ def test_left_padded_prefill_then_decode_equals_each_alone():
 def test_all_ones_mask_equals_no_mask():
     layer = make_layer().eval()
     x = torch.randn(2, 10, 16)
-    with torch.no_grad():
-        assert torch.equal(layer(x, attention_mask=torch.ones(2, 10, dtype=torch.bool)), layer(x))
+    with torch.no_grad():  # the mask is applied as given (no host read to spot that it is all ones)
+        assert rel_err(layer(x, attention_mask=torch.ones(2, 10, dtype=torch.bool)), layer(x)) <= 1e-6
 
 
 def test_lm_left_padding_logits_and_loss_masking():

@@ -5,8 +5,8 @@ import torch
 
 from sessa.cli import main
 from sessa.generation import generate, sample_next
-from sessa.layers.cache import SessaCache
 from sessa.models import SessaConfig, SessaLM
+from sessa.models.cache import SessaCache
 
 V = 48
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from sessa.layers.cache import SessaCache
+from sessa.models.cache import SessaCache
 from sessa.models.hf import SessaConfig, SessaForCausalLM
 from sessa.tokenization import byte_tokenizer
 
@@ -174,3 +174,38 @@ def test_variants_cache_generate_and_left_padding(variant):
     mask[1, :3] = 0  # row 1 is left-padded: only its last 3 tokens are real
     padded = model.generate(x, attention_mask=mask, max_new_tokens=4, do_sample=False)
     assert torch.equal(padded[1, 6:], argmax_loop(model, x[1:, 3:], 4)[0, 3:])
+
+
+def test_stop_strings_with_the_tokenizer():
+    """generate(stop_strings=..., tokenizer=tok) stops right after the first occurrence of the string."""
+    tok = byte_tokenizer()
+    torch.manual_seed(3)
+    model = SessaForCausalLM(SessaConfig(**{**TINY, "eos_token_id": None})).eval()
+    letters = [i for i in range(len(tok)) if not ord("a") <= i <= ord("z")]  # only a-z: readable text
+    prompt = tok(["hello"], return_tensors="pt")
+    full = model.generate(**prompt, max_new_tokens=20, do_sample=False, suppress_tokens=letters)
+    text = tok.decode(full[0, 5:])
+    assert len(text) == 20
+    stop = text[6:8]
+    end = text.index(stop) + len(stop)
+    out = model.generate(**prompt, max_new_tokens=20, do_sample=False, suppress_tokens=letters,
+                         stop_strings=[stop], tokenizer=tok)
+    assert tok.decode(out[0, 5:]) == text[:end]
+    with pytest.raises(TypeError, match="tokenizer"):  # the forward itself still rejects it
+        model(prompt["input_ids"], tokenizer=tok)
+
+
+def test_generate_refuses_to_run_past_max_seq_len():
+    model = SessaForCausalLM(SessaConfig(**{**TINY, "eos_token_id": None, "max_seq_len": 8})).eval()
+    x = torch.randint(0, 256, (1, 5))
+    assert model.generate(x, max_new_tokens=3, do_sample=False).shape == (1, 8)  # exactly the limit
+    with pytest.raises(ValueError, match=r"prompt length 5 with max_new_tokens 21 exceeds the model's "
+                                         r"max_seq_len = 8.*max_new_tokens=3"):
+        model.generate(x, max_new_tokens=21)
+    with pytest.raises(ValueError, match="max_length 9 exceeds the model's max_seq_len = 8"):
+        model.generate(x, max_length=9)
+    with pytest.raises(ValueError, match="max_seq_len = 8.*a shorter prompt"):
+        model.generate(torch.randint(0, 256, (1, 9)), max_new_tokens=1)
+    # the default length (transformers reads max_position_embeddings = max_seq_len) stays within it
+    with pytest.warns(UserWarning, match="max_length"):
+        assert model.generate(x, do_sample=False).shape == (1, 8)

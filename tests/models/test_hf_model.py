@@ -9,13 +9,14 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 import sessa  # noqa: F401  (registers the Auto classes)
-from sessa.layers.cache import SessaCache
 from sessa.layers.sessa import SessaMixer
+from sessa.models.cache import SessaCache
 from sessa.models.config import FIELDS, SessaFields
 from sessa.models.config import SessaConfig as CoreSessaConfig
 from sessa.models.hf import SessaConfig, SessaForCausalLM, SessaModel, from_hf, to_hf
 from sessa.models.lm import IGNORE_INDEX, SessaLM, lm_loss
 from sessa.tokenization import byte_tokenizer
+from sessa.utils.checks import debug_checks
 
 TINY = dict(vocab_size=258, d_model=32, n_layers=2, n_heads=2, bos_token_id=256, eos_token_id=256, pad_token_id=257)
 
@@ -39,7 +40,8 @@ def test_config_fields_and_defaults_match_core():
     hf_fields = {f.name: f for f in dataclasses.fields(SessaConfig)}
     assert all(hf_fields[name].type == core_fields[name].type for name in FIELDS)
     hf, core = SessaConfig(), CoreSessaConfig()
-    assert {name: getattr(hf, name) for name in FIELDS} == dataclasses.asdict(core)
+    # one deliberate difference: the HF default vocabulary is the byte tokenizer's (258), the core's raw bytes
+    assert {name: getattr(hf, name) for name in FIELDS} == {**dataclasses.asdict(core), "vocab_size": 258}
     assert SessaConfig.model_type == "sessa"
 
 
@@ -116,7 +118,7 @@ def _check_core_init(model: SessaForCausalLM, cfg: SessaConfig) -> None:
     core = model.model
     mixers = [m for m in model.modules() if isinstance(m, SessaMixer)]
     assert len(mixers) == cfg.n_layers
-    assert all(m.gamma_bias.item() == 1.0 for m in mixers)  # b_gamma starts at 1.0 (SESSA.md section 2)
+    assert all(m.gamma_bias.item() == 1.0 for m in mixers)  # b_gamma starts at 1.0 (docs/equations.md §2)
     for ln in [core.norm] + [layer.norm for layer in core.layers]:
         assert torch.equal(ln.weight, torch.ones_like(ln.weight)) and torch.equal(ln.bias, torch.zeros_like(ln.bias))
     # embedding N(0, init_std), not N(0, 1) nor transformers' default scheme
@@ -220,12 +222,12 @@ def test_loss_matches_core_and_ignores_index():
     ],
 )
 def test_forward_validates(kwargs, err, match):
-    with pytest.raises(err, match=match):
+    with pytest.raises(err, match=match), debug_checks():  # debug mode: label values are checked too
         tiny()(ids(), **kwargs)
 
 
 def test_forward_rejects_bad_ids():
-    with pytest.raises(ValueError, match="input_ids"):
+    with pytest.raises(ValueError, match="input_ids"), debug_checks():
         tiny()(torch.full((1, 4), 258))
     with pytest.raises(ValueError, match="input_ids"):
         tiny()(None)
@@ -291,3 +293,11 @@ def test_save_overwrites_and_validates(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValueError, match="save_directory"):
         first.save_pretrained(tmp_path / "afile")
+
+
+def test_int32_ids_and_labels_are_cast():
+    model = tiny().eval()
+    x = ids()
+    want = model(x, labels=x, use_cache=False)
+    got = model(x.int(), labels=x.int(), use_cache=False)
+    assert torch.equal(got.logits, want.logits) and torch.equal(got.loss, want.loss)

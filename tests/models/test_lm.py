@@ -8,6 +8,7 @@ import torch
 from sessa import SessaConfig, SessaLM
 from sessa.models.lm import lm_loss
 from sessa.utils import IGNORE_INDEX
+from sessa.utils.checks import debug_checks
 
 
 def tiny(**kw):
@@ -129,7 +130,7 @@ def test_unknown_mixer_and_config_dict_round_trip():
     ],
 )
 def test_bad_token_ids(ids, exc, match):
-    with pytest.raises(exc, match=match):
+    with pytest.raises(exc, match=match), debug_checks():  # the id range is a value check: debug mode only
         SessaLM(tiny())(ids)
 
 
@@ -138,5 +139,14 @@ def test_bad_labels():
     ids = torch.randint(0, 32, (2, 5))
     with pytest.raises(ValueError, match="labels must have the shape"):
         model(ids, labels=ids[:, :4])
-    with pytest.raises(ValueError, match="labels must lie"):
+    with pytest.raises(ValueError, match="labels must lie"), debug_checks():
         model(ids, labels=ids + 100)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.int16, torch.int32])
+def test_small_integer_ids_are_cast_to_int64(dtype):
+    model = SessaLM(tiny())
+    ids = torch.randint(0, 32, (2, 6))
+    want = model(ids, labels=ids)
+    got = model(ids.to(dtype), labels=ids.to(dtype))
+    assert torch.equal(got.logits, want.logits) and torch.equal(got.loss, want.loss)

@@ -181,13 +181,40 @@ def test_dispatcher_auto_picks_chunk_and_matches_naive(monkeypatch):
 
 def test_bad_arguments_are_rejected():
     q, k, f, g, _, _ = make(T=4, grad=False)
+    # checked once, by the dispatcher: the chunked solve itself trusts its arguments
     with pytest.raises(ValueError, match="chunk_size"):
-        chunk_feedback_solve(q, k, f, g, scale=1.0, chunk_size=0)
+        feedback_solve(q, k, f, g, impl="chunk", chunk_size=0)
     with pytest.raises(TypeError, match="chunk_size"):
-        chunk_feedback_solve(q, k, f, g, scale=1.0, chunk_size=True)
+        feedback_solve(q, k, f, g, impl="chunk", chunk_size=True)
     with pytest.raises(ValueError, match="scale"):
-        chunk_feedback_solve(q, k, f, g, scale=-1.0, chunk_size=2)
+        feedback_solve(q, k, f, g, impl="chunk", scale=-1.0, chunk_size=2)
     with pytest.raises(ValueError, match="gamma"):  # tensors are validated once, by the dispatcher
         feedback_solve(q, k, f, g[:, :3], impl="chunk", chunk_size=2)
     with pytest.raises(ValueError, match="chunk_size"):
         feedback_solve(q, k, f, g, impl="chunk", chunk_size=-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_masking_is_exact_for_a_huge_scale(monkeypatch, dtype):
+    """scale = 1e30: logits of size 1e30 overtake any finite mask sentinel; the chunked solve masks with a
+    true -inf, so it still equals the float64 oracle, with several key tiles and fully padded ones."""
+    monkeypatch.setattr(chunk_fwd, "TILE_ELEMENTS", 40)
+    q, k, f, g, state, leaves = make(T=40, n_past=7, dtype=dtype)
+    mask = torch.ones(2, 47, dtype=torch.long)
+    mask[0, :12] = 0  # covers the past and whole key tiles
+    mask[1, :30] = 0
+    leaves64 = [x.detach().double().requires_grad_() for x in leaves]
+    s = chunk_feedback_solve(q, k, f, g, scale=1e30, chunk_size=8, initial_state=state, attention_mask=mask)
+    ref = naive_feedback_solve(*leaves64[:4], scale=1e30, initial_state=tuple(leaves64[4:]), attention_mask=mask)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert rel_rms(s, ref) <= tol
+    assert torch.equal(s[1, :24], f[1, :24])  # padded rows and the first real row read nothing: s = f
+    # gradients w.r.t. f, gamma and s_past (those w.r.t. q, k are rounding noise times 1e30 at this scale)
+    up = torch.randn(2, 40, 2, 3, dtype=torch.float64)
+    got = torch.autograd.grad(s, [leaves[i] for i in (2, 3, 5)], up.to(dtype))
+    want = torch.autograd.grad(ref, [leaves64[i] for i in (2, 3, 5)], up)
+    for a, b in zip(got, want, strict=True):
+        assert torch.isfinite(a).all() and rel_rms(a, b) <= tol
+    # the dispatcher's default path agrees too
+    s_auto = feedback_solve(q, k, f, g, scale=1e30, chunk_size=8, initial_state=state, attention_mask=mask)
+    assert torch.equal(s_auto, s)

@@ -5,6 +5,7 @@ import torch
 
 from sessa.ops import feedback_solve
 from sessa.ops.feedback.naive import feedback_weights
+from sessa.utils.checks import debug_checks
 
 
 def inputs(B=2, T=9, H=2, dk=4, dv=3, dtype=torch.float64, gamma_max=0.999, requires_grad=False):
@@ -134,3 +135,37 @@ def test_cu_seqlens_validation():
     for bad, match in ((torch.tensor([0, 4]), "end at the packed length"), (torch.tensor([0, 5, 3, 6]), "non-decr")):
         with pytest.raises(ValueError, match=match):
             feedback_solve(q, k, f, gamma, cu_seqlens=bad)
+
+
+def test_value_checks_run_in_debug_mode_only():
+    """Shapes and dtypes are always checked; tensor values (NaN/Inf, |gamma| < 1, mask entries) only in
+    debug mode, which names the first bad tensor; by default nothing is read back from the tensors."""
+    q, k, f, gamma = inputs(B=1, T=5)
+    past = (torch.randn(1, 2, 2, 4, dtype=torch.float64), torch.randn(1, 2, 2, 3, dtype=torch.float64))
+    nan_q, nan_k = q.clone(), k.clone()
+    nan_q[0, 3, 1, 2] = nan_k[0, 1, 0, 0] = float("nan")
+    nan_past = (past[0], past[1].clone())
+    nan_past[1][0, 1, 0, 0] = float("nan")
+    cases = [
+        (dict(q=nan_q, k=nan_k), r"^q must be finite but holds NaN/Inf; 1 entry breaks it, the first at index "
+                                 r"\(0, 3, 1, 2\): nan"),
+        (dict(gamma=torch.full_like(gamma, 50.0)), r"gamma must satisfy \|gamma\| < 1; 10 entries"),
+        (dict(gamma=torch.full_like(gamma, -1.0)), r"gamma must satisfy \|gamma\| < 1"),
+        (dict(initial_state=nan_past, attention_mask=torch.ones(1, 7, dtype=torch.long)),
+         r"initial_state\[1\] \(s_past\) must be finite"),
+        (dict(attention_mask=torch.tensor([[1, 1, 2, 1, 1]])), r"attention_mask must hold only 0 .* index \(0, 2\)"),
+    ]
+    for change, match in cases:
+        args = {**dict(q=q, k=k, f=f, gamma=gamma), **change}
+        with pytest.raises(ValueError, match=match), debug_checks():
+            feedback_solve(**args)
+        feedback_solve(**args)  # default: accepted unread (the caller's responsibility)
+    # structural problems are refused in both modes
+    for kw, exc, match in (
+        (dict(attention_mask=torch.full((1, 5), 0.5)), TypeError, "attention_mask must be a bool or integer"),
+        (dict(output_final_state="yes"), TypeError, "output_final_state must be a bool"),
+        (dict(scale=float("inf")), ValueError, "scale must be a finite number > 0"),
+        (dict(scale="1"), TypeError, "scale must be a finite number > 0"),
+    ):
+        with pytest.raises(exc, match=match):
+            feedback_solve(q, k, f, gamma, **kw)

@@ -61,3 +61,14 @@ def test_corrupt_or_truncated_tsv_names_the_file(tmp_path):
         p.write_bytes(data)
         with pytest.raises(ValueError, match=name):
             read_tsv(str(p))
+
+
+def test_read_tsv_reads_long_fields_and_refuses_descriptors(tmp_path):
+    from sessa.tasks.tsv import read_tsv
+
+    path = tmp_path / "long.tsv"
+    text = "a " * 100_000  # 200,000 characters: over csv's default field limit
+    path.write_text(f"Text\tAnswer\n{text}\tb\n", encoding="utf-8")
+    assert read_tsv(path) == [(text, "b")]
+    with pytest.raises(TypeError, match="path must be a file path"):
+        read_tsv(3)

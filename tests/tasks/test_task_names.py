@@ -20,8 +20,9 @@ SYNTH = "synthtask:build_synth_task"
 
 
 @pytest.fixture(autouse=True)
-def _synth_importable(monkeypatch):
+def _factories_importable(monkeypatch):
     monkeypatch.syspath_prepend(TRAIN_TESTS)
+    monkeypatch.syspath_prepend(HERE)
 
 
 def test_builtin_names_resolve_without_trust():
@@ -101,3 +102,23 @@ def test_yaml_config_naming_code_needs_the_flag(tmp_path, capsys):
     # trusted explicitly: the file may name a factory (the synthetic task here)
     path.write_text(yaml.safe_dump({"task": SYNTH, "task_options": {"n_train": 8}}))
     assert TrainConfig.from_yaml(path, allow_task_import=True).task == SYNTH
+
+
+def test_every_command_accepts_a_factory_named_on_the_command_line(tmp_path, capsys):
+    """The documented recipe: `sessa train --task mod:factory`, `sessa eval --task ...`, `sessa bench mod:factory`."""
+    run_dir = tmp_path / "run"
+    assert main(["train", "--task", SYNTH, "--task-option", "n_train=16", "--task-option", "n_val=8",
+                 "--steps", "1", "--batch-size", "4", "--d-model", "16", "--n-layers", "1",
+                 "--warmup-steps", "0", "--out-dir", str(run_dir), "--no-progress"]) == 0
+    assert main(["eval", "--checkpoint", str(run_dir), "--task", SYNTH, "--batches", "1", "--json"]) == 0
+    preset = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "impl": "naive"},
+              "budget": {"steps": 2, "batch_size": 4, "lr": 1e-2, "warmup_steps": 0, "eval_batches": 1,
+                         "eval_batch_size": 8}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(preset))
+    capsys.readouterr()
+    assert main(["bench", "mytasks:build", "--preset", str(tmp_path / "p.yaml"), "--models", "sessa,attention",
+                 "--task-option", "num_pairs=3", "--jobs", "1", "--tolerance", "0.5",
+                 "--out", str(tmp_path / "bench")]) == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert results["task"] == "mytasks:build" and set(results["models"]) == {"sessa", "attention"}
+    assert results["task_options"]["num_pairs"] == 3

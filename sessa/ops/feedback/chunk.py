@@ -1,6 +1,6 @@
 """Chunked feedback solve: O(T * D)-memory block forward substitution with its own blocked backward.
 
-    s_t = f_t + gamma_t * sum_{j<t} softmax_{j<t}(scale * q_t . k_j) s_j     (SESSA.md sections 2 and 4)
+    s_t = f_t + gamma_t * sum_{j<t} softmax_{j<t}(scale * q_t . k_j) s_j     (docs/equations.md §2 and §4)
 
 Same semantics as `naive_feedback_solve` (the oracle), never materialising T x T: see chunk_fwd.py for the
 forward (online, tile-merged softmax + C x C triangular solves) and chunk_bwd.py for the backward (reverse-time
@@ -14,7 +14,7 @@ import torch
 
 from sessa.ops.feedback.chunk_bwd import chunk_backward
 from sessa.ops.feedback.chunk_fwd import NEG, chunk_forward
-from sessa.ops.utils import accum_dtype, check_positive_int
+from sessa.ops.utils import accum_dtype
 
 
 def _heads_first(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -25,7 +25,7 @@ def _heads_first(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _masks(
     attention_mask: torch.Tensor | None, n_past: int, dtype: torch.dtype, device: torch.device
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(key_bias [B, 1, 1, Tp + T] with NEG on padded keys, row_ok [B, 1, T, 1]) or (None, None)."""
+    """(key_bias [B, 1, 1, Tp + T] with -inf on padded keys, row_ok [B, 1, T, 1]) or (None, None)."""
     if attention_mask is None:
         return None, None
     ok = attention_mask.to(device=device, dtype=torch.bool)
@@ -101,12 +101,9 @@ def chunk_feedback_solve(
     """Solve (I - diag(gamma) A_fb) s = f blockwise; returns s [B, T, H, dv] in f's dtype, differentiable
     w.r.t. q, k, f, gamma and the past (k_past, s_past) of initial_state.
 
-    Like the other implementations it expects tensors already validated by `feedback_solve` (which checks
-    shapes and finiteness once); only the arguments specific to this path are checked here.
+    Like the other implementations it trusts the arguments `feedback_solve` validated (shapes, scale,
+    chunk_size) and checks nothing again.
     """
-    check_positive_int("chunk_size", chunk_size)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0 or scale == float("inf"):
-        raise ValueError(f"scale must be a finite float > 0, got {scale!r}")
     k_past, s_past = initial_state if initial_state is not None else (None, None)
     if q.shape[1] == 0:
         return f.clone()

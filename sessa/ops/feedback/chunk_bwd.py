@@ -20,7 +20,7 @@ from sessa.ops.feedback.chunk_fwd import causal_bias, tile_len
 def _weights(
     q_rows: torch.Tensor, keys: torch.Tensor, lse_rows: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
-    """A[rows, keys] = exp(q k^T - lse) (q pre-scaled); bias holds NEG on masked / non-causal pairs."""
+    """A[rows, keys] = exp(q k^T - lse) (q pre-scaled); bias holds -inf on masked / non-causal pairs."""
     logits = q_rows @ keys.transpose(-1, -2)
     if bias is not None:
         logits += bias

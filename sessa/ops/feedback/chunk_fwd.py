@@ -1,4 +1,4 @@
-"""Forward kernel of the chunked feedback solve (SESSA.md section 4): block forward substitution.
+"""Forward kernel of the chunked feedback solve (docs/equations.md §4): block forward substitution.
 
 For each block R of C rows (absolute key positions [p0, p1)):
     logits of q_R against keys [0, p1) in key tiles (the last tile holds the in-block C x C part),
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import torch
 
-# Finite stand-in for -inf: a fully masked tile then has a finite (hugely negative) log-normaliser and
-# gets weight exp(NEG - lse) = 0 in the merge, so no NaN appears; rows left with no real key are detected
-# by lse < EMPTY and zeroed.
-NEG = -1.0e30
-EMPTY = -1.0e29
+# Masked logits are a true -inf, so masking stays exact whatever the logit scale (a finite sentinel is
+# overtaken once |scale * q . k| reaches it). A row of a tile with no visible key then has max -inf:
+# `exp_lse` and the merge shift by 0 there instead (no inf - inf), and the row gets lse = -inf.
+NEG = float("-inf")
 TILE_ELEMENTS = 1 << 21  # logits elements per tile over the whole batch: bounds the transient memory
 
 
@@ -38,7 +37,7 @@ def key_tiles(p1: int, tile: int) -> list[tuple[int, int]]:
 
 
 def causal_bias(C: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """[C, C] additive bias: NEG where in-block key index >= row index (strictly causal)."""
+    """[C, C] additive bias: -inf where in-block key index >= row index (strictly causal)."""
     idx = torch.arange(C, device=device)
     return torch.zeros(C, C, dtype=dtype, device=device).masked_fill(idx[None, :] >= idx[:, None], NEG)
 
@@ -69,9 +68,14 @@ def exp_lse(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     c x tile matrix: two fewer passes over the largest tensor of the forward.
     """
     m = logits.amax(dim=-1, keepdim=True)
-    u = logits.sub_(m).exp_()
+    u = logits.sub_(_finite_or_zero(m)).exp_()  # a fully masked row: exp(-inf - 0) = 0
     l = u.sum(dim=-1, keepdim=True)
-    return u, l, m + l.log()
+    return u, l.clamp_min(torch.finfo(l.dtype).tiny), m + l.log()  # lse = -inf on such a row; u / l = 0
+
+
+def _finite_or_zero(x: torch.Tensor) -> torch.Tensor:
+    """x with -inf replaced by 0: the safe shift for rows whose log-normaliser is -inf (nothing visible)."""
+    return torch.where(x == NEG, torch.zeros_like(x), x)
 
 
 def chunk_forward(
@@ -90,7 +94,7 @@ def chunk_forward(
 
     q: [B, H, T, dk] already multiplied by the logit scale. keys: [B, H, Tp + T, dk] (past then new).
     values: [B, H, Tp + T, dv] with the past s filled in. f: [B, H, T, dv]. gamma: [B, H, T, 1].
-    key_bias: [B, 1, 1, Tp + T] (0 or NEG) or None. row_ok: [B, 1, T, 1] bool or None.
+    key_bias: [B, 1, 1, Tp + T] (0 or -inf) or None. row_ok: [B, 1, T, 1] bool or None.
     lse is +inf on rows that read nothing, so exp(logit - lse) = 0 there in the backward.
     """
     B, H, T, _ = q.shape
@@ -115,13 +119,14 @@ def chunk_forward(
             # exact online merge of per-tile softmaxes (FlashAttention): rescale by exp(lse_i - lse)
             pv = (u @ values[:, :, j0:j1]).div_(l)
             new = torch.logaddexp(lse, lse_t)
-            pv *= torch.exp(lse_t - new)
-            p = pv if p is None else pv.add_(p * torch.exp(lse - new))
+            shift = _finite_or_zero(new)  # both -inf: every weight below is exp(-inf) = 0
+            pv *= torch.exp(lse_t - shift)
+            p = pv if p is None else pv.add_(p * torch.exp(lse - shift))
             lse = new
         if lse is not lse_blk:  # the in-block weights were normalised over the block tile only
-            a_in = a_in * torch.exp(lse_blk - lse)
+            a_in = a_in * torch.exp(lse_blk - _finite_or_zero(lse))
         # rows with no real key (t = 0, padding) read nothing; applied always (no host sync on GPU)
-        keep = lse >= EMPTY
+        keep = lse > NEG
         if row_ok is not None:
             keep = keep & row_ok[:, :, r0:r1]
         a_in = a_in * keep

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from sessa.ops.utils import accum_dtype, feedback_allowed
+from sessa.ops.utils import accum_dtype, causal_allowed
 
 
 def feedback_weights(
@@ -23,7 +23,7 @@ def feedback_weights(
 ) -> torch.Tensor:
     """alpha_fb as a dense [B, H, T, n_past + T] tensor (rows with no visible key are all zero)."""
     logits = torch.einsum("bthd,bshd->bhts", q, k) * scale
-    allowed = feedback_allowed(q.shape[1], n_past, attention_mask, device=q.device)  # [B|1, T, S]
+    allowed = causal_allowed(q.shape[1], n_past, attention_mask, strict=True, device=q.device)  # [B|1, T, S]
     allowed = allowed[:, None]
     logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
     # Multiplying by the mask zeroes rows whose support is empty (t = 0) without NaNs.
