@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +29,7 @@ from sessa.models.hf_config import SessaConfig
 from sessa.models.legacy import V0_1_KEY_MAPPING
 from sessa.models.lm import check_labels, decoder_forward, decoder_modules, lm_loss, supports_cache
 from sessa.utils.checks import check_int
-from sessa.utils.io import MAX_CONFIG_BYTES, read_json_file
+from sessa.utils.io import MAX_CONFIG_BYTES, atomic_files, read_json_file
 from sessa.utils.manifest import MANIFEST_FILE, read_manifest, verify_manifest, write_manifest
 
 logger = logging.get_logger(__name__)
@@ -110,17 +108,11 @@ class SessaPreTrainedModel(PreTrainedModel):
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
             raise ValueError(f"save_directory must be a folder, {save_directory!r} is a file")
-        os.makedirs(save_directory, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-save-", dir=save_directory)
-        try:
+        with atomic_files(save_directory) as tmp:
             super().save_pretrained(tmp, *args, **kwargs)
-            names = sorted(os.listdir(tmp))
-            for name in names:
-                os.replace(os.path.join(tmp, name), os.path.join(save_directory, name))
-            # last: the size and sha256 of every file just written (checked by from_pretrained)
-            write_manifest(save_directory, [n for n in names if os.path.isfile(os.path.join(save_directory, n))])
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            names = sorted(n for n in os.listdir(tmp) if os.path.isfile(os.path.join(tmp, n)))
+        # last: the size and sha256 of every file just written (checked by from_pretrained)
+        write_manifest(save_directory, names)
 
     def _set_gradient_checkpointing(
         self,

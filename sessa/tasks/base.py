@@ -19,7 +19,6 @@ from torch.utils.data import Dataset
 
 from sessa.utils import IGNORE_INDEX
 from sessa.utils.checks import check_split
-from sessa.utils.io import atomic_write
 
 CLASSIFICATION_METRICS = ("loss", "accuracy")
 LM_METRICS = ("loss", "perplexity", "top1", "top5")
@@ -121,7 +120,3 @@ class SyntheticTask(Task):
         return None
 
 
-def write_text_atomic(path: str, write: Callable[[Any], None]) -> None:
-    """Write a text file through a temp file in the same folder, then os.replace (never half-written)."""
-    with atomic_write(path, "w") as f:
-        write(f)

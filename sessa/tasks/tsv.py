@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import os
 from typing import Any
 
-from sessa.tasks.base import SyntheticTask, write_text_atomic
+from sessa.tasks.base import SyntheticTask
 from sessa.utils.checks import SPLITS, check_choice, check_split
+from sessa.utils.io import atomic_write, atomic_write_json, atomic_write_text
 
 HEADER = ("Text", "Answer")
 LABEL_VOCAB_FILE = "labels.txt"
@@ -49,7 +49,8 @@ def write_split_tsv(task: SyntheticTask, split: str, path: str, *, progress: boo
             text, answer = task.text_example(split, i)
             w.writerow((text, rename.get(answer, answer)))
 
-    write_text_atomic(path, write)
+    with atomic_write(path, "w") as f:
+        write(f)
     return n
 
 
@@ -93,18 +94,19 @@ def write_task_files(task: SyntheticTask, out_dir: str, *, splits: tuple[str, ..
             w.writerow(spec["labels_header"])
             w.writerows((name, k) for k, name in enumerate(spec["answers"]))
 
-        write_text_atomic(path, write_labels)
+        with atomic_write(path, "w") as f:
+            write_labels(f)
         written["labels"] = path
         return written
     vocab = task.label_vocab()
     if vocab is not None:
         path = os.path.join(out_dir, LABEL_VOCAB_FILE)
-        write_text_atomic(path, lambda f: f.write("".join(v + "\n" for v in vocab)))
+        atomic_write_text(path, "".join(v + "\n" for v in vocab))
         written["labels"] = path
     meta = {"task": task.name, "options": task.options,
             "rows": {s: task.split_size(s) for s in splits}, "columns": list(HEADER)}
     path = os.path.join(out_dir, META_FILE)
-    write_text_atomic(path, lambda f: f.write(json.dumps(meta, indent=2) + "\n"))
+    atomic_write_json(path, meta)
     written["meta"] = path
     return written
 

@@ -6,7 +6,6 @@ Weights and optimizer moments are gathered to full, unsharded tensors on rank 0 
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from typing import Any
@@ -24,17 +23,7 @@ from torch.distributed.checkpoint.state_dict import (
 from sessa.train import distributed as D
 from sessa.train.checkpoint import OPTIM_FILE, CheckpointError, check_weights, weights_for_save, write_checkpoint
 from sessa.train.rng import get_rng_state
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN/Inf are not JSON: store them as null (only reachable with check_finite=False)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    return obj
+from sessa.utils.io import json_safe
 
 
 def save_state(root: str, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, sched: Any, plan: Any,
@@ -51,7 +40,7 @@ def save_state(root: str, step: int, model: nn.Module, optimizer: torch.optim.Op
                  "history": logger.history, "evals": logger.evals, "log_window": logger.window.state_dict()}
         config = {"model": cfg.model.to_dict(), "train": cfg.to_dict()}
         path = write_checkpoint(root, step, weights_for_save(weights, cfg.model.tie_embeddings), optim, config,
-                                _json_safe(state), cfg.keep_last)
+                                json_safe(state), cfg.keep_last)
     D.barrier(info)  # nobody races ahead (or exits) while rank 0 is writing
     return path
 

@@ -136,6 +136,30 @@ def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[str]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_files(folder: str | os.PathLike) -> Iterator[str]:
+    """`with atomic_files(folder) as tmp:` fill the temp sub-folder `tmp`; on success each of its files is
+    moved into `folder` with os.replace, so every file appears complete or not at all (files of `folder`
+    that are not rewritten stay). For writers such as transformers' save_pretrained that fill a folder
+    shared with other files (a tokenizer); atomic_dir is for a folder written as a whole."""
+    folder = os.fspath(folder)
+    if os.path.isfile(folder):
+        raise ValueError(f"{folder!r} is a file, not a folder")
+    os.makedirs(folder, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX + "files-", dir=folder)
+    try:
+        yield tmp
+        for name in sorted(os.listdir(tmp)):
+            fp = os.path.join(tmp, name)
+            if os.path.isfile(fp):
+                with open(fp, "rb") as f:
+                    os.fsync(f.fileno())
+            os.replace(fp, os.path.join(folder, name))
+        _fsync_dir(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
     """Delete ".tmp-*" leftovers of killed writers in `folder`; returns the removed paths."""
     folder = os.fspath(folder)
