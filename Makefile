@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	touch $(STAMP)
 
 bench: $(STAMP)
-	$(VENV)/bin/sessa bench diffuse_mqar --preset laptop
+	$(VENV)/bin/sessa bench diffuse_mqar --preset laptop --models sessa,attention,mamba2,sessa-nofb
 
 # pytest exits 5 when a marker deselects everything: that is not a failure here.
 test: $(STAMP)

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sessa.generation import generate
     from sessa.models import SessaConfig, SessaLM
+    from sessa.models.lm import supports_cache
 
     if args.random_init:
         cfg = dict(DEMO_CONFIG)
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         temperature=1.0 if args.temperature is None else args.temperature, top_k=args.top_k, top_p=args.top_p,
         do_sample=sample,
         eos_token_id=stop, seed=args.seed, streamer=_Printer(decode, args.prompt),
-        use_cache=not args.no_cache,
+        use_cache=not args.no_cache and supports_cache(model.config),  # baselines without a cache recompute
     )
     print(
         f"[{out.n_new_tokens} tokens in {out.total_s:.2f} s: {out.tokens_per_s:.1f} tokens/s overall, "

@@ -65,7 +65,7 @@ class SessaPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     # per-block activation checkpointing (gradient_checkpointing_enable / activation_checkpointing_enable)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["GatedBlock"]
+    _no_split_modules = ["GatedBlock", "LlamaBlock"]
     # attn_implementation "sdpa" (the default) and "eager" are both accepted and run the same code: every
     # attention-like branch of a Sessa block already calls torch's scaled_dot_product_attention
     _supports_sdpa = True

@@ -190,3 +190,12 @@ def test_cli_sampling_flags_imply_sampling(capsys):
 def test_cli_eos_id_outside_vocab_is_refused(capsys):
     assert main(["generate", "--random-init", "--prompt", "x", "--eos-id", "258"]) == 2
     assert "--eos-id must lie in [0, vocab_size = 258)" in capsys.readouterr()[1]
+
+
+def test_cli_generate_with_a_mixer_without_cache(tmp_path, capsys):
+    """A baseline that cannot continue a cache (here attention) still generates: the prefix is recomputed."""
+    from sessa.train.checkpoint import save_model
+
+    save_model(SessaLM(SessaConfig(vocab_size=258, d_model=16, n_layers=1, mixer="attention")), tmp_path / "a")
+    assert main(["generate", "--checkpoint", str(tmp_path / "a"), "--prompt", "x", "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr()[0].startswith("x")
