@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessa.models.config import SessaConfig
+from sessa.utils import did_you_mean
 from sessa.utils.checks import SPLITS, check_bool, check_choice, check_float, check_int
 
 PRECISIONS = ("fp32", "bf16")
@@ -133,7 +134,8 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; allowed: {sorted(known)}")
+            raise ValueError(f"unknown TrainConfig keys {unknown}{did_you_mean(unknown[0], known)}; "
+                             f"allowed: {sorted(known)}")
         return cls(**d)
 
     @classmethod
