@@ -63,6 +63,8 @@ for flag, values, word in [("--n-train", ["-1", "x"], "n"), ("--seed", ["-1"], "
                            ("--set", ["noequals"], "KEY=VALUE")]:
     CASES += [(["data", "mqar", "--out", "/tmp/sessa-fuzz-data", flag, v], word) for v in values]
 CASES.append((["data", "bogus", "--out", "/tmp/x"], "invalid choice"))
+CASES.append((["data", "mqar", "--out", __file__, "--n-train", "2"], "is a file"))
+CASES.append((["train", "--task", "mqar", "--out-dir", __file__], "is a file"))
 for flag, values, word in [("--models", ["bogus", ""], "models"), ("--seeds", ["a,b", "-1"], "seeds"),
                            ("--steps", ["0"], "steps"), ("--threads", ["0"], "threads"), ("--jobs", ["0"], "jobs"),
                            ("--tolerance", ["0", "1.5"], "tolerance"), ("--preset", ["bogus"], "preset"),

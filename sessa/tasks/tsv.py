@@ -75,6 +75,8 @@ def write_task_files(task: SyntheticTask, out_dir: str, *, splits: tuple[str, ..
     if layout == "authors":
         _authors_answers(task)  # fail before writing anything
     splits = tuple(check_split(s) for s in splits)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"out_dir must be a folder, but {out_dir!r} is a file")
     os.makedirs(out_dir, exist_ok=True)
     prepare = getattr(task, "prepare", None)
     if prepare is not None:
