@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,12 @@ class TrainConfig:
         check_int("stop_at", self.stop_at, lo=1, none_ok=True)
         if self.stop_at is not None and self.stop_at > self.steps:
             raise ValueError(f"stop_at must lie in [1, steps = {self.steps}], got {self.stop_at}")
+        if self.warmup_steps >= self.steps:  # the run would end before the learning rate peaks
+            capped = self.steps // 10
+            warnings.warn(f"warmup_steps ({self.warmup_steps}) >= steps ({self.steps}): the learning rate would "
+                          f"never reach lr; using warmup_steps = steps // 10 = {capped} (set it explicitly to "
+                          f"silence this)", UserWarning, stacklevel=3)
+            self.warmup_steps = capped
         if self.batch_size % self.grad_accum:
             raise ValueError(f"grad_accum ({self.grad_accum}) must divide batch_size ({self.batch_size})")
         check_float("lr", self.lr, lo=0.0, hi=10.0, lo_open=True)

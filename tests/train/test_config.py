@@ -133,6 +133,15 @@ def test_random_bad_configs_raise_only_clear_errors():
         got = getattr(cfg, field)
         assert got == value or (field == "betas" and list(got) == list(value)) or \
             (isinstance(value, int) and got == float(value)) or \
-            (isinstance(value, str) and got == float(value)), (field, value, got)  # '3e-4' from YAML is a number
+            (isinstance(value, str) and got == float(value)) or \
+            (field == "warmup_steps" and value >= cfg.steps and got == cfg.steps // 10), (field, value, got)
 
     check()
+
+
+def test_warmup_longer_than_the_run_is_capped_with_a_warning():
+    with pytest.warns(UserWarning, match=r"warmup_steps \(100\) >= steps \(20\).*= 2"):
+        cfg = TrainConfig(steps=20)
+    assert cfg.warmup_steps == 2
+    assert TrainConfig(steps=20, warmup_steps=5).warmup_steps == 5  # below the run length: kept
+
