@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
