@@ -13,6 +13,7 @@ from the embeddings h^(0) to the last block's output h^(N), before the final nor
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -146,7 +147,11 @@ def jacobian_norms_jvp(
     tangents = torch.zeros_like(xs)
     tangents[:, source] = u.repeat_interleave(B, dim=0)
     sq = []
-    with sdpa_kernel([SDPBackend.MATH]), torch.no_grad(), _forward_mode_solves(module, impl):
+    with sdpa_kernel([SDPBackend.MATH]), torch.no_grad(), _forward_mode_solves(module, impl), \
+            warnings.catch_warnings():
+        # torch's own forward-mode rules script a helper with torch.jit on first use and warn that
+        # torch.jit is deprecated: nothing a user of this function can act on
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script. is deprecated", category=DeprecationWarning)
         for lo in range(0, P * B, group):
             _, dy = torch.func.jvp(fn, (xs[lo : lo + group],), (tangents[lo : lo + group],))
             sq.append(dy[:, source:].pow(2).sum(-1))
