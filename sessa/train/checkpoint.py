@@ -35,7 +35,7 @@ from sessa.utils.io import (
     atomic_write_text,
     read_json_file,
 )
-from sessa.utils.manifest import MANIFEST_FILE, IntegrityError, verify_manifest, write_manifest
+from sessa.utils.manifest import MANIFEST_FILE, IntegrityError, check_files, verify_manifest, write_manifest
 
 FORMAT_VERSION = 2
 MODEL_FILE, OPTIM_FILE, CONFIG_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "config.json", \
@@ -120,39 +120,24 @@ def verify_checkpoint(folder: str, required: tuple[str, ...] = (MODEL_FILE, CONF
     A training checkpoint of sessa 0.1 has no manifest: its state.json recorded the size and sha256 of the
     other files, and those are checked instead (state.json itself was not covered then).
     """
+    legacy = None if os.path.isfile(os.path.join(folder, MANIFEST_FILE)) else _v0_1_files(folder)
     try:
-        if not os.path.isfile(os.path.join(folder, MANIFEST_FILE)) and _is_v0_1(folder):
-            _verify_v0_1(folder, required, names)
+        if legacy is not None:  # the files table a sessa 0.1 state.json recorded (plain names only)
+            check_files(folder, legacy, [n for n in required if n != STATE_FILE], names, source=STATE_FILE)
         else:
             verify_manifest(folder, required, names)
     except IntegrityError as e:
         raise CheckpointError(str(e)) from None
 
 
-def _is_v0_1(folder: str) -> bool:
+def _v0_1_files(folder: str) -> dict[str, Any] | None:
+    """state.json["files"] of a sessa 0.1 training checkpoint (format 1), or None for any other folder."""
     path = os.path.join(folder, STATE_FILE)
     if not os.path.isfile(path):
-        return False
+        return None
     state = read_json(path, max_bytes=MAX_STATE_BYTES)
-    return state.get("format") == 1 and isinstance(state.get("files"), dict)
-
-
-def _verify_v0_1(folder: str, required: tuple[str, ...], names: tuple[str, ...] | None) -> None:
-    """The 0.1 check: the files recorded in state.json["files"] (plain names only) have their size and sha256."""
-    from sessa.utils.manifest import member_path, sha256_file
-
-    files = read_json(os.path.join(folder, STATE_FILE), max_bytes=MAX_STATE_BYTES)["files"]
-    missing = [n for n in required if n != STATE_FILE and n not in files]
-    if missing:
-        raise IntegrityError(f"{os.path.join(folder, STATE_FILE)}: does not record {missing}")
-    for name, rec in files.items():
-        if names is not None and name not in names:
-            continue
-        path = member_path(folder, name)  # refuses names that leave the folder
-        if not isinstance(rec, dict) or not os.path.isfile(path):
-            raise IntegrityError(f"{path}: file missing or badly recorded in {STATE_FILE}")
-        if os.path.getsize(path) != rec.get("bytes") or sha256_file(path) != rec.get("sha256"):
-            raise IntegrityError(f"{path}: truncated or corrupted (differs from what {STATE_FILE} records)")
+    files = state.get("files")
+    return files if state.get("format") == 1 and isinstance(files, dict) else None
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: str) -> None:

@@ -87,20 +87,26 @@ def verify_manifest(folder: str | os.PathLike, required: Iterable[str] = (),
     those in `names`, if given) must exist with the recorded size and sha256. Raises IntegrityError."""
     folder = os.fspath(folder)
     files = read_manifest(folder)
+    check_files(folder, files, required, names)
+    return files
+
+
+def check_files(folder: str, files: dict[str, Any], required: Iterable[str] = (), names: Iterable[str] | None = None,
+                source: str = MANIFEST_FILE) -> None:
+    """The check behind verify_manifest, for a {name: {"bytes", "sha256"}} table read from `source` (a
+    manifest, or the state.json of a sessa 0.1 checkpoint): required names listed, listed files intact."""
     missing = [n for n in required if n not in files]
     if missing:
-        raise IntegrityError(f"{os.path.join(folder, MANIFEST_FILE)}: does not cover {missing}")
+        raise IntegrityError(f"{os.path.join(folder, source)}: does not cover {missing}")
     wanted = None if names is None else set(names)
     for name, rec in files.items():
         if wanted is not None and name not in wanted:
             continue
         path = member_path(folder, name)
-        if not os.path.isfile(path):
-            raise IntegrityError(f"{path}: file missing (listed in {MANIFEST_FILE})")
+        if not isinstance(rec, dict) or not os.path.isfile(path):
+            raise IntegrityError(f"{path}: file missing or badly recorded (listed in {source})")
         size = os.path.getsize(path)
-        if size != rec["bytes"]:
-            raise IntegrityError(f"{path}: truncated or altered: {size} bytes, {MANIFEST_FILE} records "
-                                 f"{rec['bytes']}")
-        if sha256_file(path) != rec["sha256"]:
-            raise IntegrityError(f"{path}: contents corrupted (sha256 differs from the one in {MANIFEST_FILE})")
-    return files
+        if size != rec.get("bytes"):
+            raise IntegrityError(f"{path}: truncated or altered: {size} bytes, {source} records {rec.get('bytes')}")
+        if sha256_file(path) != rec.get("sha256"):
+            raise IntegrityError(f"{path}: contents corrupted (sha256 differs from the one in {source})")
