@@ -121,12 +121,13 @@ class RunLogger:
 class Progress:
     """tqdm bar with loss and tokens/s, or nothing when disabled (non-zero ranks, `progress: false`)."""
 
-    def __init__(self, enabled: bool, total: int, initial: int) -> None:
+    def __init__(self, enabled: bool, total: int, initial: int, **tqdm_args: Any) -> None:
         self.bar = None
         if enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, **{"desc": "train", "unit": "step", "dynamic_ncols": True,
+                                                             **tqdm_args})
 
     def update(self, loss: float, tokens_per_s: float, lr: float) -> None:
         if self.bar is not None:

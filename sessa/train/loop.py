@@ -125,9 +125,11 @@ def _scored(labels: torch.Tensor) -> int:
     return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
-def train(cfg: TrainConfig, *, task: Any = None, return_model: bool = False) -> dict[str, Any]:
+def train(cfg: TrainConfig, *, task: Any = None, return_model: bool = False,
+          progress_bar: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train per `cfg`; returns {"final", "history", "evals", "params", "tokens_per_s", "wall_time_s",
     "out_dir", "steps", "checkpoint"} (and "model", the trained SessaLM, with return_model=True).
+    progress_bar: extra tqdm arguments for the progress bar (e.g. desc, position) when cfg.progress is on.
 
     Launch under torchrun for DDP (or FSDP with cfg.fsdp); the process group is created and destroyed here
     unless the caller already created one.
@@ -144,7 +146,7 @@ def train(cfg: TrainConfig, *, task: Any = None, return_model: bool = False) -> 
     try:
         lock = _open_out_dir(cfg, info)
         with StopSignals(label=f"rank {info.rank}: " if info.enabled else "") as stop:
-            result = _train(cfg, task, info, return_model, stop)
+            result = _train(cfg, task, info, return_model, stop, progress_bar)
     except TrainingStopped:  # every rank stopped after the same step: leave together
         lock.release() if lock else None
         D.teardown(info)
@@ -158,8 +160,8 @@ def train(cfg: TrainConfig, *, task: Any = None, return_model: bool = False) -> 
     return result
 
 
-def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool, stop: StopSignals
-           ) -> dict[str, Any]:
+def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool, stop: StopSignals,
+           progress_bar: dict[str, Any] | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
     # cfg was built by the caller (Python code or the command line), so a "module:factory" task is trusted
@@ -203,7 +205,7 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool, st
     autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     eval_kw = dict(batch_size=cfg.eval_batch_size or cfg.batch_size, micro_batch_size=micro, precision=cfg.precision,
                    info=info)
-    progress = Progress(cfg.progress and info.is_main, end, start)
+    progress = Progress(cfg.progress and info.is_main, end, start, **(progress_bar or {}))
     last_ckpt, train_time, train_tokens = folder, 0.0, 0
     model.train()
     try:
