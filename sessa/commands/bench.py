@@ -1,12 +1,13 @@
 """`sessa bench <task>`: train Sessa and the baselines with one budget and seeds; print a table, write
-results.json, results.md and results.png into --out. The README's main job: `sessa bench symbolsoup`."""
+results.json, results.md and results.png into --out, each model/seed as soon as it finishes (a rerun with the
+same --out resumes). `sessa bench paper` runs the whole laptop study (sessa.compare.study)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from sessa.compare.presets import model_names
+# kept free of torch imports: `sessa bench --help` must stay fast
 
 
 def _csv(text: str) -> list[str]:
@@ -14,15 +15,22 @@ def _csv(text: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", help="symbolsoup, diffuse_mqar, mqar, passkey, lm, or your own package.module:factory")
+    p.add_argument("task", help="symbolsoup, diffuse_mqar, mqar, passkey, lm, your own package.module:factory, "
+                                "or 'paper': the paper's three results and extrapolation curves in one study")
     p.add_argument("--preset", default="laptop",
-                   help="laptop (default, ~2 min per model on 2 CPU cores), paper (~125M), paper-350m, "
+                   help="laptop (default, about 2 min per model on 2 CPU cores), paper (~125M), paper-350m, "
                         "or a YAML file like configs/bench_laptop.yaml")
     p.add_argument("--models", default=None,
-                   help=f"comma-separated subset of {','.join(model_names())} (default: all of them)")
+                   help="comma-separated model names (default: all; docs/bench.md describes them, an unknown "
+                        "name lists them)")
     p.add_argument("--seeds", default=None, help="comma-separated ints (default: the preset's, laptop: 0)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per model (default: the preset's)")
-    p.add_argument("--out", default="bench_out", help="folder for results.json / .md / .png (default bench_out)")
+    p.add_argument("--parts", default=None,
+                   help="with 'paper': comma-separated parts of the study (default: all; an unknown name lists "
+                        "them)")
+    p.add_argument("--out", default=None,
+                   help="folder for the results (default bench_out, or bench_paper for 'paper'); a finished "
+                        "model/seed there with the same settings is read back, not trained again")
     p.add_argument("--tolerance", type=float, default=0.03,
                    help="allowed relative parameter-count difference of the matched baselines (default 0.03)")
     p.add_argument("--threads", type=int, default=1,
@@ -31,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="models trained at once, one process each (default: min(2, CPU count), or 1 with CUDA); "
                         "--jobs 1 trains them one after another in this process")
+    p.add_argument("--no-progress", action="store_true", help="no per-step progress bar for each model run")
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a task option, e.g. --task-option max_len=512 (repeatable)")
 
@@ -47,37 +56,56 @@ def _parse_seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        return args.jobs
+    import torch  # CPU: one model per core (2 on a laptop); GPU: one model at a time on the device
+
+    return 1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1)
+
+
 def run(args: argparse.Namespace) -> int:
     from sessa.commands.common import parse_key_values
-    from sessa.compare.harness import run_bench
-    from sessa.compare.report import format_table, write_outputs
+    from sessa.compare.presets import model_names
+    from sessa.compare.report import format_table
 
     allowed = model_names()
-    models = list(allowed) if args.models is None else _csv(args.models)
-    bad = [m for m in models if m not in allowed]
-    if bad or not models:
+    models = None if args.models is None else _csv(args.models)
+    if models is not None and (not models or [m for m in models if m not in allowed]):
         raise ValueError(f"--models must be a comma-separated subset of {','.join(allowed)}, got {args.models!r}")
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    if args.jobs is None:  # CPU: one model per core (2 on a laptop); GPU: one model at a time on the device
-        import torch
-
-        jobs = 1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1)
-    else:
-        jobs = args.jobs
-    if jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     if not 0 < args.tolerance < 1:
         raise ValueError(f"--tolerance must lie in (0, 1), got {args.tolerance}")
+    seeds, jobs, progress = _parse_seeds(args.seeds), _jobs(args), not args.no_progress
+    if args.task == "paper":
+        from sessa.compare.study import run_study
+
+        for flag in ("steps", "task_option"):
+            if getattr(args, flag):
+                raise ValueError(f"--{flag.replace('_', '-')} is not used by 'sessa bench paper' (each part takes "
+                                 "its budget from the preset; use a preset YAML file to change it)")
+        out = args.out or "bench_paper"
+        run_study(out, args.preset, parts=None if args.parts is None else _csv(args.parts), models=models,
+                  seeds=seeds, jobs=jobs, threads=args.threads, progress=progress)
+        print(f"\nwrote {os.path.join(out, 'results.md')} (tables, legends, curves) and results.json")
+        return 0
+    if args.parts is not None:
+        raise ValueError("--parts is used only by 'sessa bench paper'")
+    from sessa.compare.harness import run_bench
+
+    out = args.out or "bench_out"
     results = run_bench(
-        args.task, args.preset, models=models, seeds=_parse_seeds(args.seeds), steps=args.steps,
+        args.task, args.preset, models=models, seeds=seeds, steps=args.steps,
         task_options=parse_key_values(args.task_option, "--task-option"), tolerance=args.tolerance,
         threads=args.threads, jobs=jobs, allow_task_import=True,  # named on the command line: trusted
+        out_dir=out, progress=progress,
     )
-    paths = write_outputs(results, args.out)
     print()
     print(format_table(results))
-    print(f"\nwrote {paths['json']}, {paths['md']} and {paths['png']}")
+    print(f"\nwrote {os.path.join(out, 'results.json')}, results.md and results.png")
     return 0

@@ -73,9 +73,9 @@ def model_configs(
     return out
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single seed)."""
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+def _mean_std(xs: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single seed: one seed shows no spread)."""
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
 def headline_metric(task: Any) -> str:
@@ -84,14 +84,19 @@ def headline_metric(task: Any) -> str:
 
 
 def run_one(model: dict[str, Any], task_name: str, task_options: dict[str, Any], budget: dict[str, Any],
-            seed: int, threads: int, allow_import: bool = False, task: Any = None) -> dict[str, Any]:
-    """Train one model for one seed and score it on the test split (a process-pool job: plain-data args)."""
+            seed: int, threads: int, allow_import: bool = False, task: Any = None,
+            progress_bar: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one model for one seed and score it on the test split (a process-pool job: plain-data args).
+    progress_bar: tqdm arguments (desc, position) for a per-step bar; None trains without one."""
     from sessa.tasks import build_task
 
     torch.set_num_threads(threads)
     task = task if task is not None else build_task(task_name, allow_import=allow_import, **task_options)
     cfg = bench_config(budget, SessaConfig(**model), task, seed)
-    trained = train_model(cfg, task)
+    if progress_bar is not None:
+        cfg = dataclasses.replace(cfg, progress=True)
+        progress_bar = {"position": _WORKER_SLOT, "leave": False, **progress_bar}
+    trained = train_model(cfg, task, progress_bar)
     test = evaluate_binned(trained["model"], task, "test", cfg)
     hist = [h["loss"] for h in trained["history"]]
     k = max(1, len(hist) // 10)
@@ -99,6 +104,37 @@ def run_one(model: dict[str, Any], task_name: str, task_options: dict[str, Any],
             "tokens_per_s": trained["tokens_per_s"], "wall_time_s": trained["wall_time_s"],
             "steps_done": trained["steps_done"], "loss_history": hist,
             "first_loss": statistics.fmean(hist[:k]), "last_loss": statistics.fmean(hist[-k:])}
+
+
+_WORKER_SLOT = 0  # this process's progress-bar row (set per pool worker, so parallel bars do not overlap)
+
+
+def _init_worker(counter: Any) -> None:
+    global _WORKER_SLOT
+    with counter.get_lock():
+        _WORKER_SLOT = counter.value
+        counter.value += 1
+
+
+def summarize(configs: dict[str, tuple[SessaConfig, dict[str, Any]]], done: dict[tuple[str, int], dict[str, Any]],
+              seeds: list[int]) -> dict[str, Any]:
+    """Per model with at least one finished seed: config, params, match, runs, mean ± std of each metric."""
+    out: dict[str, Any] = {}
+    for name, (cfg, match) in configs.items():
+        runs = [done[(name, s)] for s in seeds if (name, s) in done]
+        if not runs:
+            continue
+        summary = {}
+        for m in ("accuracy", "loss", "perplexity", "top5"):
+            xs = [r["test"].get(m) for r in runs]
+            mean, std = _mean_std(xs) if all(isinstance(x, (int, float)) for x in xs) else (None, None)
+            summary[m] = {"mean": mean, "std": std}
+        out[name] = {
+            "config": cfg.to_dict(), "params": runs[0]["params"], "match": match, "runs": runs, "summary": summary,
+            "tokens_per_s": statistics.fmean(r["tokens_per_s"] for r in runs),
+            "wall_time_s": statistics.fmean(r["wall_time_s"] for r in runs),
+        }
+    return out
 
 
 def run_bench(
@@ -114,6 +150,8 @@ def run_bench(
     jobs: int = 1,
     log: Callable[[str], None] | None = print,
     allow_task_import: bool = False,
+    out_dir: str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train every model for every seed, evaluate on the test split, return a JSON-able results dict.
 
@@ -121,6 +159,9 @@ def run_bench(
     Tiny models gain little from several threads and lose a lot when the cores are shared.
     jobs: models trained at once in separate processes (each with `threads` threads).
     allow_task_import: task_name may be a trusted "package.module:factory" (sessa.tasks.build_task).
+    out_dir: each finished (model, seed) is saved there at once (sessa.compare.runs) with results.json/.md/.png
+    rewritten; runs already there with the same settings are loaded instead of trained (resume).
+    progress: a tqdm bar per model run (steps, loss, tokens/s).
     """
     check_int("jobs", jobs, lo=1)
     check_float("tolerance", tolerance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
@@ -130,23 +171,26 @@ def run_bench(
         try:
             return run_bench(task_name, preset, models=models, seeds=seeds, steps=steps,
                              task_options=task_options, tolerance=tolerance, threads=None, jobs=jobs, log=log,
-                             allow_task_import=allow_task_import)
+                             allow_task_import=allow_task_import, out_dir=out_dir, progress=progress)
         finally:
             torch.set_num_threads(before)
+    from sessa.compare.report import write_outputs
+    from sessa.compare.runs import load_run, run_settings, save_run
     from sessa.tasks import build_task, check_task_name
 
     check_task_name(task_name, allow_import=allow_task_import)
     p = get_preset(preset)
     models = _check_list("models", list(model_names()) if models is None else models, model_names())
     seeds = _check_list("seeds", p["seeds"] if seeds is None else seeds)
-    budget_opts = dict(p["budget"])
+    per_task = p.get("per_task", {}).get(task_name, {})
+    budget_opts = {**p["budget"], **per_task.get("budget", {})}
     if steps is not None:
         check_int("steps", steps, lo=1)
         budget_opts["steps"] = steps
         budget_opts["warmup_steps"] = min(budget_opts.get("warmup_steps", 0), max(0, steps // 10))
     opts = {**p["tasks"].get(task_name, {}), **(task_options or {})}
     task = build_task(task_name, allow_import=allow_task_import, **opts)
-    base = SessaConfig(**{**p["model"], "vocab_size": task.vocab_size})
+    base = SessaConfig(**{**p["model"], **per_task.get("model", {}), "vocab_size": task.vocab_size})
     budget = budget_dict(bench_config(budget_opts, base, task, 0))  # checked by TrainConfig, defaults filled in
     configs = model_configs(base, models, tolerance, p.get("mixer_options"))
     metric = headline_metric(task)
@@ -158,37 +202,46 @@ def run_bench(
         "budget": budget, "seeds": seeds, "models": {},
         "torch_threads": torch.get_num_threads(), "jobs": jobs, "torch_version": torch.__version__,
         "paper_reference": PAPER_REFERENCE.get(task_name),
+        "max_train_lag": getattr(task, "max_train_lag", None),  # recall tasks: the extrapolation boundary
     }
     t_start = time.perf_counter()
-    jobs_list = [(name, seed) for name in configs for seed in seeds]
     args = {(name, seed): (configs[name][0].to_dict(), task_name, dict(task.options), budget,
-                           seed, torch.get_num_threads(), allow_task_import) for name, seed in jobs_list}
+                           seed, torch.get_num_threads(), allow_task_import) for name in configs for seed in seeds}
+    settings = {key: run_settings(task_name, a[2], budget, a[0], key[1]) for key, a in args.items()}
     done: dict[tuple[str, int], dict[str, Any]] = {}
+    for key in args:
+        if out_dir is not None and (run := load_run(out_dir, key[0], key[1], settings[key])) is not None:
+            done[key] = run
+            say(f"  {key[0]:<11} seed {key[1]}: finished earlier, read from {out_dir}")
+    todo = [key for key in args if key not in done]
+
+    def snapshot() -> dict[str, Any]:
+        return json_safe({**results, "models": summarize(configs, done, seeds),
+                          "total_time_s": time.perf_counter() - t_start, "complete": len(done) == len(args)})
 
     def report(key: tuple[str, int], run: dict[str, Any]) -> None:
         done[key] = run
-        say(f"  {key[0]:<11} seed {key[1]}: test {metric} {run['test'][metric]:.4f}, loss {run['test']['loss']:.4f}, "
-            f"{run['tokens_per_s']:.0f} tok/s, {run['wall_time_s']:.1f} s")
+        if out_dir is not None:  # saved at once: an interruption loses at most the runs in flight
+            save_run(out_dir, key[0], key[1], settings[key], run)
+            write_outputs(snapshot(), out_dir)
+        value = run["test"][metric]
+        say(f"  {key[0]:<11} seed {key[1]}: test {metric} {'n/a' if value is None else f'{value:.4f}'}, "
+            f"loss {run['test']['loss']:.4f}, {run['tokens_per_s']:.0f} tok/s, {run['wall_time_s']:.1f} s")
 
-    if jobs == 1:
-        for key in jobs_list:
-            report(key, run_one(*args[key], task=task))
+    def bar(key: tuple[str, int]) -> dict[str, Any] | None:
+        return {"desc": f"{key[0]} seed {key[1]}"} if progress else None
+
+    if jobs == 1 or len(todo) <= 1:
+        for key in todo:
+            report(key, run_one(*args[key], task=task, progress_bar=bar(key)))
     else:  # one model per process, each with `threads` threads: on 2 free cores, 2 models train at once
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, *args[key]): key for key in jobs_list}
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(ctx.Value("i", 0),)) as pool:
+            futures = {pool.submit(run_one, *args[key], progress_bar=bar(key)): key for key in todo}
             for fut in as_completed(futures):
                 report(futures[fut], fut.result())
-    for name, (cfg, match) in configs.items():
-        runs = [done[(name, seed)] for seed in seeds]
-        summary = {m: _mean_std([r["test"][m] for r in runs]) for m in ("accuracy", "loss", "perplexity", "top5")}
-        results["models"][name] = {
-            "config": cfg.to_dict(), "params": runs[0]["params"], "match": match, "runs": runs,
-            "summary": {m: {"mean": v[0], "std": v[1]} for m, v in summary.items()},
-            "tokens_per_s": statistics.fmean(r["tokens_per_s"] for r in runs),
-            "wall_time_s": statistics.fmean(r["wall_time_s"] for r in runs),
-        }
-    results["total_time_s"] = time.perf_counter() - t_start
-    return json_safe(results)  # JSON has no NaN/Inf: a diverged metric is reported as null
+    return snapshot()  # JSON has no NaN/Inf: a diverged metric is reported as null

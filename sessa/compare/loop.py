@@ -9,7 +9,7 @@ model returned). The test evaluation is `sessa.train.evaluate` (the same loss, a
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import torch
@@ -41,11 +41,11 @@ def budget_dict(cfg: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in cfg.to_dict().items() if k not in _PER_RUN and k not in IN_MEMORY}
 
 
-def train_model(cfg: TrainConfig, task: Any) -> dict[str, Any]:
+def train_model(cfg: TrainConfig, task: Any, progress_bar: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train SessaLM(cfg.model) with sessa.train.train; returns model, loss history, tokens/s, wall time."""
     from sessa.train import train
 
-    out = train(cfg, task=task, return_model=True)
+    out = train(cfg, task=task, return_model=True, progress_bar=progress_bar)
     history = [{"step": h["step"], "loss": h["loss"]} for h in out["history"] if "loss" in h]
     return {"model": out["model"], "history": history, "steps_done": out["steps"],
             "tokens_per_s": out["tokens_per_s"], "wall_time_s": out["wall_time_s"]}
@@ -86,14 +86,17 @@ def bin_accuracy(values: list[int], correct: list[float], n_bins: int = 8) -> di
 
 def evaluate_binned(model: torch.nn.Module, task: Any, split: str, cfg: TrainConfig) -> dict[str, Any]:
     """sessa.train.evaluate's metrics on `split` (loss, accuracy = top-1, top5, perplexity) over
-    cfg.eval_batches batches of cfg.eval_batch_size, plus accuracy vs length ("by_length") and vs lag."""
+    cfg.eval_batches batches of cfg.eval_batch_size, plus accuracy vs length ("by_length") and vs lag, the
+    number of examples scored and the chance level ("majority_accuracy": always the most frequent answer)."""
     lengths, len_correct, lags, lag_correct = [], [], [], []
+    answers: Counter[int] = Counter()  # scored target tokens: the majority answer gives the chance level
 
     def observe(indices: list[int], examples: list[Any], scored: torch.Tensor, correct: torch.Tensor) -> None:
         scored, correct = scored.cpu(), correct.cpu()
         for b, i in enumerate(indices):
             n_b = int(examples[b]["input_ids"].numel())
             pos = scored[b].nonzero().flatten().tolist()
+            answers.update(examples[b]["labels"][[p + 1 for p in pos]].tolist())
             lengths.extend([n_b] * len(pos))
             len_correct.extend(float(correct[b, p]) for p in pos)
             lag_of = _answer_lags(task, split, i, scored.shape[1] + 1)
@@ -110,8 +113,10 @@ def evaluate_binned(model: torch.nn.Module, task: Any, split: str, cfg: TrainCon
     if cfg.eval_batches is not None:
         n_examples = min(n_examples, cfg.eval_batches * batch_size)
     scored_tokens = metrics.pop("tokens")
+    # chance level: the accuracy of always answering the most frequent scored target token
+    majority = answers.most_common(1)[0][1] / sum(answers.values()) if answers else None
     out: dict[str, Any] = {**metrics, "scored_tokens": scored_tokens, "examples": n_examples,
-                           "by_length": bin_accuracy(lengths, len_correct)}
+                           "majority_accuracy": majority, "by_length": bin_accuracy(lengths, len_correct)}
     if lags:
         out["by_lag"] = bin_accuracy(lags, lag_correct)
     return out

@@ -6,7 +6,8 @@ fits about 2 minutes per model on 2 CPU cores. "paper" and "paper-350m" follow t
 users (123.7M and 344.9M parameters with a 50,257-token vocabulary; fewer with a task's small vocabulary,
 e.g. 85M and 287M on SymbolSoup); their SymbolSoup examples are 1024-2048 tokens long as in the paper.
 A preset's "budget" holds sessa.train.TrainConfig fields; "mixer_options" maps a mixer name to the options
-its matched baseline starts from.
+its matched baseline starts from; "per_task" maps a task name to "model" / "budget" entries that override the
+preset's for that task (e.g. SymbolSoup's longer sequences need one block and more steps on a laptop).
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from sessa.layers.mixers import MIXERS
 
 # models beyond the mixer table: the paper's ablation of Sessa's feedback (same width as "sessa")
 VARIANTS: dict[str, dict[str, Any]] = {"sessa-nofb": {"mixer": "sessa", "feedback": False}}
+VARIANT_SUMMARY = {"sessa-nofb": "Sessa without feedback (s = f): the paper's ablation, Sessa's width"}
+
+
+def model_summary(name: str) -> str:
+    """One line naming a bench model: a mixer's `summary` (else its docstring's first line) or a variant's."""
+    if name in VARIANT_SUMMARY:
+        return VARIANT_SUMMARY[name]
+    cls = MIXERS[name]
+    return getattr(cls, "summary", None) or (cls.__doc__ or name).strip().splitlines()[0]
 
 
 def model_names() -> tuple[str, ...]:
@@ -72,7 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-_KEYS = {"model", "budget", "tasks", "seeds", "mixer_options"}
+_KEYS = {"model", "budget", "tasks", "seeds", "mixer_options", "per_task"}
 
 
 def get_preset(name_or_path: str) -> dict[str, Any]:
@@ -98,9 +108,15 @@ def get_preset(name_or_path: str) -> dict[str, Any]:
         raise ValueError(f"preset file {name_or_path}: missing keys {missing}")
     data.setdefault("tasks", {})
     data.setdefault("seeds", [0])
-    for key in ("model", "budget", "tasks", "mixer_options"):
+    for key in ("model", "budget", "tasks", "mixer_options", "per_task"):
         if key in data and not isinstance(data[key], dict):
             raise ValueError(f"preset file {name_or_path}: {key!r} must be a mapping")
+    for name, parts in data.get("per_task", {}).items():
+        if not isinstance(parts, dict) or set(parts) - {"model", "budget"} or not all(
+                isinstance(v, dict) for v in parts.values()):
+            raise ValueError(f"preset file {name_or_path}: per_task maps a task name to a mapping with 'model' "
+                             f"and/or 'budget' mappings (overriding the preset's for that task), got {name!r}: "
+                             f"{parts!r}")
     for name, options in data.get("mixer_options", {}).items():
         if name not in MIXERS or not isinstance(options, dict):
             raise ValueError(f"preset file {name_or_path}: mixer_options maps a mixer of {list(MIXERS)} to a "

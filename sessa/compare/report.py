@@ -12,34 +12,91 @@ from sessa.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_t
 def _pm(mean: float | None, std: float | None, digits: int = 4) -> str:
     if mean is None:
         return "n/a"
-    return f"{mean:.{digits}f} ± {(std or 0.0):.{digits}f}"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _matched(match: dict[str, Any]) -> str:
+    if match.get("matched") == "reference":
+        return "reference"
+    return f"{match['rel_diff']:+.1%}" if "rel_diff" in match else "ablation"
+
+
+def _runs_stat(results: dict[str, Any], key: str) -> list[Any]:
+    return sorted({r["test"].get(key) for m in results["models"].values() for r in m["runs"]}, key=str)
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """Markdown table: test metric mean ± std over seeds, loss, params, tokens/s, wall time (+ paper value)."""
-    metric = results["metric"]
-    ref = (results.get("paper_reference") or {}).get("values", {})
+    """Markdown table (test metrics as mean ± std over seeds, standard errors, difference to Sessa with its
+    p-value, params, size match, throughput, paper value) followed by a legend that explains every column."""
+    from sessa.compare.presets import model_summary
+    from sessa.compare.stats import compare_to, mean_se
+
+    metric, models = results["metric"], results["models"]
+    ref = results.get("paper_reference") or {}
     n = len(results["seeds"])
-    head = (f"| model | test {metric} (mean ± std, {n} seed{'s' if n > 1 else ''}) | test loss | params | "
-            f"matched | tokens/s | wall time (s) | paper |")
-    lines = [head, "|" + "---|" * 8]
-    for name, m in results["models"].items():
+    spread = f"mean ± std, {n} seeds" if n > 1 else "1 seed: no spread"
+    lm = metric == "perplexity"
+    cols = ["test perplexity", "top-1", "top-5"] if lm else ["test accuracy", "± SE"]
+    diff_metric = "perplexity" if lm else "accuracy"
+    diffs = compare_to(models, "sessa", diff_metric)
+    head = ["model", *cols, "Δ vs sessa (p)", "test loss", "params", "size match", "tokens/s", "wall (s)"]
+    if ref:
+        head.append("paper")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in models.items():
         s = m["summary"]
-        match = m["match"]
-        matched = "reference" if match.get("matched") == "reference" else (
-            f"{match['rel_diff']:+.1%}" if "rel_diff" in match else "ablation")
-        paper = _pm(*ref[name]) if name in ref else "-"
-        lines.append(
-            f"| {name} | {_pm(s[metric]['mean'], s[metric]['std'])} | {_pm(s['loss']['mean'], s['loss']['std'], 3)} "
-            f"| {m['params']:,} | {matched} | {m['tokens_per_s']:,.0f} | {m['wall_time_s']:.1f} | {paper} |"
-        )
+        if lm:
+            cells = [_pm(s["perplexity"]["mean"], s["perplexity"]["std"], 3), _pm(s["accuracy"]["mean"],
+                     s["accuracy"]["std"]), _pm(s["top5"]["mean"], s["top5"]["std"])]
+        else:
+            cells = [_pm(s[metric]["mean"], s[metric]["std"]), _num(mean_se(m, metric))]
+        d = diffs.get(name)
+        if d is None:
+            delta = "-"
+        else:
+            star = "*" if d["p"] is not None and d["p"] < 0.05 else ""
+            delta = f"{d['delta']:+.4f}" + ("" if d["p"] is None else f" ({d['p']:.2g}){star}")
+        row = [name, *cells, delta, _pm(s["loss"]["mean"], s["loss"]["std"], 3), f"{m['params']:,}",
+               _matched(m["match"]), f"{m['tokens_per_s']:,.0f}", f"{m['wall_time_s']:.1f}"]
+        if ref:
+            row.append(_pm(*ref["values"][name]) if name in ref["values"] else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    examples, tokens = _runs_stat(results, "examples"), _runs_stat(results, "scored_tokens")
+    chance = [c for c in _runs_stat(results, "majority_accuracy") if c is not None]
     b = results["budget"]
-    lines.append("")
-    lines.append(f"Task {results['task']} {results['task_options']}; preset {results['preset']}; budget "
-                 f"{b['steps']} steps x batch {b['batch_size']}, AdamW lr {b['lr']} (warmup {b['warmup_steps']}, "
-                 f"cosine to {b['min_lr_ratio']}x), clip {b['grad_clip']}; seeds {results['seeds']}; "
-                 f"total {results.get('total_time_s', 0.0):.0f} s.")
-    return "\n".join(lines)
+    what = ("exp(mean next-token loss); top-1 / top-5: the next token is the most likely / among the 5 most "
+            "likely" if lm else "the fraction of scored answer tokens predicted exactly")
+    legend = [
+        "",
+        f"- **{cols[0]}** ({spread}): {what}, on {'/'.join(map(str, examples))} test examples "
+        f"({'/'.join(map(str, tokens))} scored tokens) per run.",
+    ]
+    if chance and not lm:
+        legend.append(f"- **chance level**: {chance[0]:.4f} (always giving the most frequent answer of the test set).")
+    if not lm:
+        legend.append("- **± SE**: standard error of the mean: std / √seeds, at least the binomial SE "
+                      "√(p(1-p)/n) over n test examples.")
+    legend += [
+        f"- **Δ vs sessa (p)**: difference of the mean {diff_metric} to Sessa's and the two-sided p of a normal "
+        "approximation; * marks p < 0.05 (a rough guide with few seeds).",
+        "- **size match**: reference = Sessa itself; ±x % = the baseline's parameter count relative to Sessa's "
+        "after its width was chosen to match; ablation = Sessa's width with the feedback removed.",
+        "- **tokens/s**, **wall**: training throughput and time per run on this machine.",
+    ]
+    if ref:
+        legend.append(f"- **paper**: the paper's value (mean ± std over 2 seeds) at {ref['scale']}: another "
+                      "scale, to compare the ordering, not the numbers.")
+    legend.append("- models: " + "; ".join(f"**{name}**: {model_summary(name)}" for name in models) + ".")
+    legend.append(f"- task {results['task']} {results['task_options']}; preset {results['preset']}; budget "
+                  f"{b['steps']} steps × batch {b['batch_size']}, AdamW lr {b['lr']} (warm-up {b['warmup_steps']}, "
+                  f"cosine to {b['min_lr_ratio']}×), clip {b['grad_clip']}; seeds {results['seeds']}; total "
+                  f"{results.get('total_time_s', 0.0):.0f} s" + ("" if results.get("complete", True) else
+                                                               " (unfinished: some runs are still missing)") + ".")
+    return "\n".join(lines + legend)
 
 
 def plot_png(results: dict[str, Any]) -> bytes:
@@ -72,7 +129,7 @@ def plot_png(results: dict[str, Any]) -> bytes:
         axes[2].plot([j * k for j in range(len(smooth))], smooth, color=f"C{i}", label=n)
     if group == "by_lag":
         axes[1].set_xlabel("query lag (tokens); test lags beyond training max are extrapolation")
-        hi = results["task_options"].get("max_lag")
+        hi = results.get("max_train_lag") or results["task_options"].get("max_lag")
         if hi:
             axes[1].axvline(hi, color="grey", ls="--", lw=1)
     else:
@@ -82,6 +139,40 @@ def plot_png(results: dict[str, Any]) -> bytes:
     axes[2].set_xlabel("step")
     axes[2].set_ylabel("training loss (seed 0)")
     axes[2].legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_extrapolation(results: dict[str, Any]) -> bytes:
+    """PNG: test accuracy vs query lag for every model (mean over seeds, one thin line per seed), with the
+    longest training lag marked: right of it the models extrapolate."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for i, (name, m) in enumerate(results["models"].items()):
+        runs = [r["test"]["by_lag"] for r in m["runs"] if "by_lag" in r["test"]]
+        if not runs:
+            continue
+        for r in runs:
+            ax.plot(r["centers"], r["accuracy"], color=f"C{i}", lw=0.6, alpha=0.35)
+        if all(r["centers"] == runs[0]["centers"] for r in runs):
+            mean = [sum(r["accuracy"][j] for r in runs) / len(runs) for j in range(len(runs[0]["centers"]))]
+            ax.plot(runs[0]["centers"], mean, "o-", color=f"C{i}", label=name)
+    hi = results.get("max_train_lag")
+    if hi:
+        ax.axvline(hi, color="grey", ls="--", lw=1, label=f"longest training lag ({hi})")
+    ax.set_xlabel("query lag (tokens)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    n = len(results["seeds"])
+    ax.set_title(f"{results['task']}: accuracy vs lag ({n} seed{'s' if n > 1 else ''}; thin lines: single seeds)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

@@ -25,6 +25,7 @@ class AttentionMixer(nn.Module):
     """s = causal MHA(a_bar) with RoPE and scaled-dot-product attention (SDPA)."""
 
     # what the mixer table needs (sessa.layers.mixers): forward's extra arguments, mixer_options, matching
+    summary: ClassVar[str] = "causal softmax attention (RoPE) in Sessa's gated block: the paper's Transformer"
     accepts: ClassVar[frozenset[str]] = frozenset({"attention_mask"})
     options: ClassVar[dict[str, Any]] = {}
     match_option: ClassVar[str | None] = None

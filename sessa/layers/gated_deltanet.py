@@ -130,6 +130,7 @@ class GatedDeltaNetMixer(nn.Module):
 
     # what the mixer table needs (sessa.layers.mixers); parameter matching tunes the value head width after
     # the model width, because one width step moves the parameter count by several per cent
+    summary: ClassVar[str] = "Gated DeltaNet (transformers' Qwen3-Next module) in Sessa's gated block"
     accepts: ClassVar[frozenset[str]] = frozenset({"attention_mask", "cache"})
     options: ClassVar[dict[str, Any]] = GATED_DELTANET_DEFAULTS
     match_option: ClassVar[str | None] = "head_v_dim"

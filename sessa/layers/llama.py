@@ -102,6 +102,7 @@ class LlamaAttentionMixer(AttentionMixer):
 
     # what the mixer table needs (sessa.layers.mixers); parameter matching tunes the SwiGLU width after the
     # model width, because one width step moves the parameter count by several per cent
+    summary: ClassVar[str] = "Llama-style Transformer: RMSNorm, RoPE attention and SwiGLU MLP sub-blocks"
     accepts: ClassVar[frozenset[str]] = frozenset({"attention_mask"})
     options: ClassVar[dict[str, Any]] = LLAMA_DEFAULTS
     match_option: ClassVar[str | None] = "mlp_hidden"

@@ -57,6 +57,7 @@ class Mamba2Mixer(nn.Module):
 
     # what the mixer table needs (sessa.layers.mixers); parameter matching tunes the SSM state size N after
     # the width, because one width step moves the parameter count by several per cent
+    summary: ClassVar[str] = "Mamba2 (transformers' module) in Sessa's gated block"
     accepts: ClassVar[frozenset[str]] = frozenset({"attention_mask"})
     options: ClassVar[dict[str, Any]] = MAMBA2_DEFAULTS
     match_option: ClassVar[str | None] = "state_size"

@@ -3,6 +3,7 @@
 A mixer maps the block's a_bar [B, T, D] to s [B, T, D]. Its class declares what the rest of the package
 needs, as class attributes:
 
+    summary       one line naming the model for reports (e.g. the legend of `sessa bench`)
     accepts       which of "attention_mask", "cu_seqlens", "cache" its forward takes as keyword arguments
                   ("cache": forward(a, cache=..., use_cache=...) returns (s, layer_cache) for decoding)
     options       the SessaConfig.mixer_options it understands, with their defaults ({} for none)

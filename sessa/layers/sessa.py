@@ -36,6 +36,7 @@ class SessaMixer(AttentionMixer):
     """s_t = f_t + gamma_t * sum_{j<t} alpha_fb[t, j] s_j, with f = causal MHA(a_bar) (the AttentionMixer)."""
 
     # what the mixer table needs (sessa.layers.mixers): forward's extra arguments, mixer_options, matching
+    summary: ClassVar[str] = "Sessa: causal attention inside a feedback loop, s = f + diag(gamma) A_fb s"
     accepts: ClassVar[frozenset[str]] = frozenset({"attention_mask", "cu_seqlens", "cache"})
     options: ClassVar[dict[str, Any]] = {}
     match_option: ClassVar[str | None] = None
