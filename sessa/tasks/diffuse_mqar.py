@@ -78,9 +78,17 @@ class DiffuseMQAR(RecallTask):
 
 
     def max_seq_len(self, split: str) -> int:
-        """Longest possible example of `split` (ids)."""
-        lag_hi = self.lag_range[check_split(split)][1]
-        return 3 + self.P * self.stride + (lag_hi - self.base_lo) + self.Q * self.stride
+        """Longest possible example of `split` (ids).
+
+        Length = 3 + (P + Q) * stride + n with n <= lag_hi - max_j base_j, and max_j base_j >= 2 + Q * stride
+        (the last query has j = Q - 1 and P - p >= 1); equality when the queries are the last Q memory pairs
+        in order, so the bound is attained.
+        """
+        return 1 + self.P * self.stride + self.lag_range[check_split(split)][1]
+
+    def longest_lag(self, split: str) -> int:
+        """Longest lag of `split`: max_lag for train / validation, test_lag_factor * max_lag for test."""
+        return self.lag_range[check_split(split)][1]
 
     def _key(self, rng) -> list[int]:
         return [N_SPECIALS + rng.randrange(self.key_vocab) for _ in range(self.key_len)]

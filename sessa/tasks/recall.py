@@ -26,7 +26,9 @@ class RecallExample:
 class RecallTask(SyntheticTask):
     """A task whose examples come from `generate(split, index)` and are scored at the answer positions.
 
-    Subclasses set `sizes` ({split: n}) and define `generate` and `token_name`.
+    Subclasses set `sizes` ({split: n}) and define `generate`, `token_name`, `max_seq_len` and `longest_lag`.
+    The test split may reach longer lags than training (length extrapolation); `max_seq_len("test")` then
+    says how long a model's max_seq_len must be, and `longest_lag("train")` where extrapolation starts.
     """
 
     sizes: dict[str, int]
@@ -36,6 +38,14 @@ class RecallTask(SyntheticTask):
 
     def token_name(self, i: int) -> str:
         """Printable name of token id i (for the TSV files)."""
+        raise NotImplementedError
+
+    def max_seq_len(self, split: str) -> int:
+        """Upper bound on the length (ids) of any example of `split`."""
+        raise NotImplementedError
+
+    def longest_lag(self, split: str) -> int:
+        """Upper bound on the lag (as in RecallExample.lags) of any query of `split`."""
         raise NotImplementedError
 
     def split_size(self, split: str) -> int:
