@@ -190,7 +190,10 @@ def run_bench(
         budget_opts["warmup_steps"] = min(budget_opts.get("warmup_steps", 0), max(0, steps // 10))
     opts = {**p["tasks"].get(task_name, {}), **(task_options or {})}
     task = build_task(task_name, allow_import=allow_task_import, **opts)
-    base = SessaConfig(**{**p["model"], **per_task.get("model", {}), "vocab_size": task.vocab_size})
+    model_opts = {**p["model"], **per_task.get("model", {}), "vocab_size": task.vocab_size}
+    if hasattr(task, "max_seq_len"):  # recall tasks may test on sequences longer than the preset's limit
+        model_opts["max_seq_len"] = max(model_opts.get("max_seq_len", 0), task.max_seq_len("test"))
+    base = SessaConfig(**model_opts)
     budget = budget_dict(bench_config(budget_opts, base, task, 0))  # checked by TrainConfig, defaults filled in
     configs = model_configs(base, models, tolerance, p.get("mixer_options"))
     metric = headline_metric(task)
@@ -202,11 +205,13 @@ def run_bench(
         "budget": budget, "seeds": seeds, "models": {},
         "torch_threads": torch.get_num_threads(), "jobs": jobs, "torch_version": torch.__version__,
         "paper_reference": PAPER_REFERENCE.get(task_name),
-        "max_train_lag": getattr(task, "max_train_lag", None),  # recall tasks: the extrapolation boundary
+        # recall tasks: the longest training lag, where extrapolation starts
+        "max_train_lag": task.longest_lag("train") if hasattr(task, "longest_lag") else None,
     }
     t_start = time.perf_counter()
     args = {(name, seed): (configs[name][0].to_dict(), task_name, dict(task.options), budget,
-                           seed, torch.get_num_threads(), allow_task_import) for name in configs for seed in seeds}
+                           seed, torch.get_num_threads(), allow_task_import)
+            for seed in seeds for name in configs}  # seed-major: every model gets a seed before any gets two
     settings = {key: run_settings(task_name, a[2], budget, a[0], key[1]) for key, a in args.items()}
     done: dict[tuple[str, int], dict[str, Any]] = {}
     for key in args:

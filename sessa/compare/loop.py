@@ -69,18 +69,20 @@ def _answer_lags(task: Any, split: str, index: int, T: int) -> list[int | None] 
 
 
 def bin_accuracy(values: list[int], correct: list[float], n_bins: int = 8) -> dict[str, Any]:
-    """Accuracy in n_bins equal-width bins over the observed values: {"centers", "accuracy", "count"}."""
+    """Accuracy in n_bins equal-width bins over the observed values: {"centers" (the mean value in each bin),
+    "accuracy", "count"}."""
     if not values:
         return {"centers": [], "accuracy": [], "count": []}
     lo, hi = min(values), max(values)
     width = max(1, math.ceil((hi - lo + 1) / n_bins))
-    hits: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    hits: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for v, c in zip(values, correct, strict=True):
         cell = hits[(v - lo) // width]
         cell[0] += c
         cell[1] += 1
+        cell[2] += v
     keys = sorted(hits)
-    return {"centers": [lo + (k + 0.5) * width - 0.5 for k in keys],
+    return {"centers": [hits[k][2] / hits[k][1] for k in keys],
             "accuracy": [hits[k][0] / hits[k][1] for k in keys], "count": [int(hits[k][1]) for k in keys]}
 
 

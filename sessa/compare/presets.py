@@ -42,7 +42,7 @@ _TASKS_LAPTOP: dict[str, dict[str, Any]] = {
     "diffuse_mqar": {"n_train": 20000, "n_validation": 200, "n_test": 1000},
     "mqar": {"n_validation": 200, "n_test": 1000},
     "passkey": {"n_validation": 200, "n_test": 500},
-    "lm": {},
+    "lm": {"block_size": 128},
 }
 _TASKS_PAPER: dict[str, dict[str, Any]] = {
     "symbolsoup": {"min_len": 1024, "max_len": 2048, "n_train": 20000, "n_validation": 2000, "n_test": 2000},
@@ -59,6 +59,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "weight_decay": 0.1, "grad_clip": 1.0, "eval_batches": 8, "eval_batch_size": 64},
         "tasks": _TASKS_LAPTOP,
         "seeds": [0],
+        "per_task": {"lm": {"budget": {"batch_size": 16}}},
     },
     "paper": {
         "model": {"d_model": 768, "n_layers": 16, "n_heads": 12, "impl": "auto", "max_seq_len": 2048},

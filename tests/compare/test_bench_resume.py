@@ -49,15 +49,16 @@ def test_interrupted_study_resumes_where_it_stopped(preset, tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         _bench(preset, out)
     # the two finished runs are on disk, with a partial table that says so
-    assert sorted(os.listdir(out / "runs")) == ["sessa-seed0.json", "sessa-seed1.json"]
+    # seed-major order: every model gets seed 0 before any gets seed 1
+    assert sorted(os.listdir(out / "runs")) == ["attention-seed0.json", "sessa-seed0.json"]
     partial = json.loads((out / "results.json").read_text())
-    assert partial["complete"] is False and list(partial["models"]) == ["sessa"]
+    assert partial["complete"] is False and list(partial["models"]) == MODELS
     assert "unfinished" in (out / "results.md").read_text()
     # the rerun trains only the two missing runs and reads the others back unchanged
     calls.clear()
     monkeypatch.setattr(harness, "run_one", lambda *a, **kw: (calls.append((a[0]["mixer"], a[4])), real(*a, **kw))[1])
     done = _bench(preset, out)
-    assert calls == [("attention", 0), ("attention", 1)]
+    assert calls == [("sessa", 1), ("attention", 1)]
     assert done["complete"] is True and set(done["models"]) == set(MODELS)
     assert done["models"]["sessa"]["runs"][0] == json.loads((out / "runs" / "sessa-seed0.json").read_text())["run"]
     # a third run trains nothing

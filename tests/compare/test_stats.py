@@ -45,3 +45,11 @@ def test_compare_to_reference():
     assert out["attention"]["delta"] == pytest.approx(-0.2) and out["attention"]["p"] < 1e-6
     assert out["mamba2"]["p"] > 0.5
     assert compare_to(models, "llama", "accuracy") == {}
+
+
+def test_bins_sit_at_the_mean_observed_value():
+    from sessa.compare.loop import bin_accuracy
+
+    out = bin_accuracy([134, 134, 268, 1072], [1.0, 0.0, 1.0, 0.0], n_bins=8)
+    assert out["centers"][0] == 134 and out["centers"][-1] == 1072  # not the bin's midpoint
+    assert out["accuracy"][0] == 0.5 and out["count"] == [2, 1, 1]
