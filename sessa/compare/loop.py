@@ -51,8 +51,11 @@ def train_model(cfg: TrainConfig, task: Any, progress_bar: dict[str, Any] | None
             "tokens_per_s": out["tokens_per_s"], "wall_time_s": out["wall_time_s"]}
 
 
-def _answer_lags(task: Any, split: str, index: int, T: int) -> list[int | None] | None:
-    """Per-position lag (None where unknown) when the task's generator reports lags per scored position."""
+def _answer_lags(task: Any, split: str, index: int) -> dict[int, int] | None:
+    """position -> lag of each scored position whose lag the task reports: its own `answer_lags(split,
+    index)`, or the lags per query of a recall generator's examples (`lags`, `answer_positions`)."""
+    if hasattr(task, "answer_lags"):
+        return task.answer_lags(split, index)
     gen = getattr(task, "generate", None)
     if gen is None:
         return None
@@ -61,11 +64,7 @@ def _answer_lags(task: Any, split: str, index: int, T: int) -> list[int | None] 
     if not lags or not pos or len(pos) % len(lags):
         return None
     per_query = len(pos) // len(lags)  # value_len answer tokens per query, in query order
-    out: list[int | None] = [None] * T
-    for n, p in enumerate(pos):
-        if p < T:
-            out[p] = int(lags[n // per_query])
-    return out
+    return {p: int(lags[n // per_query]) for n, p in enumerate(pos)}
 
 
 def bin_accuracy(values: list[int], correct: list[float], n_bins: int = 8) -> dict[str, Any]:
@@ -101,10 +100,10 @@ def evaluate_binned(model: torch.nn.Module, task: Any, split: str, cfg: TrainCon
             answers.update(examples[b]["labels"][[p + 1 for p in pos]].tolist())
             lengths.extend([n_b] * len(pos))
             len_correct.extend(float(correct[b, p]) for p in pos)
-            lag_of = _answer_lags(task, split, i, scored.shape[1] + 1)
+            lag_of = _answer_lags(task, split, i)
             if lag_of is not None:
                 for p in pos:
-                    if lag_of[p + 1] is not None:  # position p scores labels[:, p + 1]
+                    if p + 1 in lag_of:  # position p scores labels[:, p + 1]
                         lags.append(lag_of[p + 1])
                         lag_correct.append(float(correct[b, p]))
 

@@ -167,7 +167,7 @@ def plot_extrapolation(results: dict[str, Any]) -> bytes:
     hi = results.get("max_train_lag")
     if hi:
         ax.axvline(hi, color="grey", ls="--", lw=1, label=f"longest training lag ({hi})")
-    ax.set_xlabel("query lag (tokens)")
+    ax.set_xlabel("lag: tokens from the answer back to its evidence")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(-0.02, 1.02)
     n = len(results["seeds"])

@@ -8,6 +8,7 @@ Parts (each a `run_bench` into its own sub-folder, so every finished model/seed 
     diffuse_mqar   Table 1: Diffuse MQAR test accuracy; its test lags reach 8x the longest training lag
     lm             Table 2: perplexity, top-1 and top-5 next-token accuracy on the offline corpus
     mqar, passkey  accuracy vs lag / distance out to 8x the longest training one (curves only)
+SymbolSoup also gets a curve: accuracy vs the distance from the label back to the first styled block.
 
 Writes <out>/results.json (every part), <out>/results.md (the tables with the paper's numbers beside ours,
 the curves, the wall time) and <out>/extrapolation_<task>.png per recall task.
@@ -25,7 +26,7 @@ from sessa.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_t
 
 # part -> (task, task options over the preset's, role); recall parts test far beyond their training lags
 PARTS: dict[str, tuple[str, dict[str, Any], str]] = {
-    "symbolsoup": ("symbolsoup", {}, "table"),
+    "symbolsoup": ("symbolsoup", {}, "table+curve"),  # curve: accuracy vs distance to the first styled block
     "diffuse_mqar": ("diffuse_mqar", {"test_lag_factor": 8}, "table+curve"),
     "lm": ("lm", {}, "table"),
     "mqar": ("mqar", {"test_seq_len": 1024}, "curve"),

@@ -400,6 +400,13 @@ class SymbolSoup(SyntheticTask):
         return {"input_ids": torch.tensor(ids, dtype=torch.long),
                 "labels": torch.tensor(labels, dtype=torch.long)}
 
+    def answer_lags(self, split: str, index: int) -> dict[int, int]:
+        """{position of the class token: its distance in tokens to the first letter of the earlier styled
+        block}, the farthest evidence the answer needs (accuracy vs this distance: `sessa bench`)."""
+        ids = self.generate(split, index).ids(self.tokenization)
+        start = ids.index(SEP1) + (1 if self.tokenization == "compact" else 2)  # <sep1> (newline) letter
+        return {len(ids) - 1: len(ids) - 1 - start}
+
     def text_example(self, split: str, index: int) -> tuple[str, str]:
         ex = self.generate(split, index)
         return ex.text(), CLASS_NAMES[ex.label]

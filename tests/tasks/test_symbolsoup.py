@@ -256,3 +256,17 @@ def test_lengths_in_bounds_for_any_valid_range(lo, span, seed):
     for i in (0, 19):
         n = len(encode(task.generate("test", i).text()))
         assert max(lo, 23) <= n <= hi and (n - 13) % 2 == 0
+
+
+@pytest.mark.parametrize("tokenization", ["char", "compact"])
+def test_answer_lag_reaches_back_to_the_first_styled_letter(tokenization):
+    from sessa.tasks.symbolsoup import LETTER0, SEP1, SymbolSoup
+
+    task = SymbolSoup(n_train=20, n_validation=20, n_test=20, min_len=60, max_len=90, tokenization=tokenization)
+    for i in range(5):
+        ids = task.example("test", i)["input_ids"].tolist()
+        ((pos, lag),) = task.answer_lags("test", i).items()
+        assert pos == len(ids) - 1  # the class token, the only scored one
+        first = pos - lag
+        assert LETTER0 <= ids[first] < LETTER0 + 16 and SEP1 in ids[first - 2:first]
+        assert SEP1 not in ids[:first - 2]  # the earlier styled block: after the first <sep1>
