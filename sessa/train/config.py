@@ -64,6 +64,7 @@ class TrainConfig:
     tensorboard: bool = True  # used only when torch.utils.tensorboard imports
     fsdp: bool = False
     device: str = "auto"
+    threads: int | str | None = None  # torch CPU threads: N, "auto" (free cores; sessa train's default), None: keep
     num_workers: int = 0  # DataLoader worker processes building the batches ahead (0: in the training loop)
     check_finite: bool = True  # stop with NonFiniteLossError on NaN/Inf loss or gradient norm
 
@@ -85,6 +86,9 @@ class TrainConfig:
         check_int("eval_batches", self.eval_batches, lo=1, none_ok=True)
         check_int("eval_batch_size", self.eval_batch_size, lo=1, none_ok=True)
         check_int("stop_at", self.stop_at, lo=1, none_ok=True)
+        if not (self.threads is None or self.threads == "auto" or (type(self.threads) is int and self.threads >= 1)):
+            error = ValueError if type(self.threads) is int else TypeError
+            raise error(f"threads must be an int >= 1, 'auto' or null, got {self.threads!r}")
         if self.stop_at is not None and self.stop_at > self.steps:
             raise ValueError(f"stop_at must lie in [1, steps = {self.steps}], got {self.stop_at}")
         if self.warmup_steps >= self.steps:  # the run would end before the learning rate peaks
