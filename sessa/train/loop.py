@@ -216,6 +216,7 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool, st
                    info=info)
     progress = Progress(cfg.progress and info.is_main, end, start)
     last_ckpt, train_time, train_tokens = folder, 0.0, 0
+    every = cfg.checkpoint_interval
     model.train()
     try:
         data = step_batches(task, train_set, plan, start, end, info.rank, info.world_size, micro, cfg.num_workers)
@@ -263,7 +264,7 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool, st
                 metrics = evaluate(model, task, cfg.eval_split, cfg.eval_batches, **eval_kw)
                 logger.log_eval({"step": done, "split": cfg.eval_split, **metrics})
                 progress.write(f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-            saved = bool(ckpt_root) and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == end)
+            saved = bool(ckpt_root) and ((every and done % every == 0) or done == end)
             if saved:
                 last_ckpt = save_state(ckpt_root, done, model, optimizer, sched, plan, logger, cfg, info)
                 logger.flush() if writes else None
