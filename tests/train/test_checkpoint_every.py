@@ -4,6 +4,8 @@ run with the defaults writes a checkpoint before its end."""
 from __future__ import annotations
 
 import argparse
+import shlex
+from pathlib import Path
 
 import pytest
 from train_helpers import tiny_config
@@ -46,3 +48,16 @@ def test_short_run_with_defaults_writes_an_intermediate_checkpoint(tmp_path):
     result = train(tiny_config(steps=20, warmup_steps=2, out_dir=str(out)))
     steps = [s for s, _ in list_checkpoints(str(out / "checkpoints"))]
     assert steps == [10, 20] and result["checkpoint"].endswith("step_00000020")
+
+
+def test_readme_lm_example_is_small_and_checkpoints_periodically():
+    """The README's LM command (a few tens of seconds on 2 cores; run by the docs tests) parses into a small
+    model with intermediate checkpoints, which its `sessa generate` line then reads."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text().replace("\\\n", " ")
+    line = next(t for t in readme.splitlines() if t.startswith("sessa train --task lm "))
+    argv = shlex.split(line.split("#", 1)[0])[2:]
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    cfg = build_config(p.parse_args(argv))
+    assert cfg.model.d_model <= 64 and cfg.model.n_layers <= 2 and cfg.steps <= 300 and cfg.out_dir == "runs/lm"
+    assert 0 < cfg.checkpoint_interval < cfg.steps
