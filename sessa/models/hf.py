@@ -1,7 +1,7 @@
 """Hugging Face transformers integration: config/model classes, Auto* registration, core <-> HF conversion.
 
 Importing this module registers model_type "sessa" with AutoConfig, AutoModel and AutoModelForCausalLM
-(`import sessa` does it when transformers is installed).
+(`import sessa` arranges it for the moment transformers is imported).
 """
 
 from __future__ import annotations
