@@ -49,9 +49,10 @@ class _TransformersHook:
     """One-shot meta-path finder: when `transformers` is imported, run `callback` right after its
     package __init__ has executed (the import statement then returns a registered transformers).
 
-    It asks the other finders for the real spec and wraps only that spec's loader instance's
-    exec_module, so the module, its loader type and its resources are transformers' own. It removes
-    itself from sys.meta_path as soon as it has found the spec.
+    It asks the other finders for the real spec and wraps only that spec's loader instance's exec_module,
+    so the module, its loader type and its resources are transformers' own. It leaves sys.meta_path once
+    transformers has been executed (not when merely looked up: `importlib.util.find_spec("transformers")`
+    also lands here and is answered without side effects but a wrapped, possibly unused, loader).
     """
 
     def __init__(self, callback: Any) -> None:
@@ -65,18 +66,17 @@ class _TransformersHook:
             if spec is not None:
                 break
         else:
-            return None  # not installed: the import fails as usual, the hook stays (harmless)
-        self.uninstall()
-        loader, callback = spec.loader, self.callback
+            return None  # not installed: the import fails as usual
+        loader = spec.loader
         if loader is None or not hasattr(loader, "exec_module"):
             return spec
-
         original = loader.exec_module
 
         def exec_module(module: Any) -> None:
             original(module)
             del loader.exec_module  # back to the class's method
-            callback()
+            self.uninstall()
+            self.callback()
 
         loader.exec_module = exec_module
         return spec

@@ -34,6 +34,8 @@ ORDERS = {
     "sessa_first": "import sys\nimport sessa\nassert 'transformers' not in sys.modules\n",
     "transformers_first": "import transformers\nimport sessa\n",
     "submodule_first": "import sessa\nimport transformers.models.auto\n",
+    # a library asking whether transformers is installed (find_spec) before importing it
+    "looked_up_first": "import importlib.util\nimport sessa\nassert importlib.util.find_spec('transformers')\n",
 }
 
 
