@@ -93,7 +93,7 @@ def _register() -> None:
 def _register_with_transformers() -> None:
     """Register the HF classes now if transformers is already imported (the user paid for torch already),
     else when it is. A broken integration raises loudly rather than disappearing."""
-    if "transformers" in sys.modules:
+    if sys.modules.get("transformers") is not None:  # None: imports of it are blocked (treated as absent)
         _register()
     elif not any(isinstance(f, _TransformersHook) for f in sys.meta_path):
         sys.meta_path.insert(0, _TransformersHook(_register))

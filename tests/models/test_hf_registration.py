@@ -54,3 +54,11 @@ def test_register_adds_causal_lm_name() -> None:
 
     register()  # idempotent
     assert MODEL_FOR_CAUSAL_LM_MAPPING_NAMES["sessa"] == "SessaForCausalLM"
+
+
+def test_import_sessa_with_transformers_blocked():
+    # sys.modules["transformers"] = None is how a process marks transformers absent: sessa must not try it
+    code = "import sys\nsys.modules['transformers'] = None\nimport sessa\nprint(sessa.SessaLM.__name__)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and r.stdout.strip() == "SessaLM", r.stderr[-2000:]
