@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Iterable
 
 # name -> (module, one-line help); each module defines add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -18,15 +19,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The `sessa` parser: every command is listed with its one-line help, but only the `commands` named
+    (default: all) get their arguments, i.e. have their module imported. `main` builds only the one being
+    run, so `sessa --help` and `sessa train --help` import no command module they do not need."""
+    wanted = set(COMMANDS) if commands is None else set(commands)
     parser = argparse.ArgumentParser(prog="sessa", description="Sessa: Selective State Space Attention")
     parser.add_argument("--version", action="version", version=f"sessa {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (mod, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(_module=mod)
-        importlib.import_module(mod).add_arguments(p)
+        if name in wanted:
+            importlib.import_module(mod).add_arguments(p)
     return parser
+
+
+def _command_in(argv: list[str]) -> list[str]:
+    """The sub-command an argv runs: its first word that does not start with '-' (the top-level parser has
+    only --help and --version, neither taking a value), if that names a command."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return [first] if first in COMMANDS else []
 
 
 def _version() -> str:
@@ -36,7 +49,8 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

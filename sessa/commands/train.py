@@ -23,6 +23,18 @@ LAUNCHER_FLAGS = ("--launcher", "--nproc-per-node", "--nnodes", "--node-rank", "
                   "--rdzv-backend", "--master-addr", "--master-port")
 
 
+def _threads_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be an int >= 1 or 'auto', got {text!r}")
+    return n
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML training config (see configs/); flags below override it")
     p.add_argument("--allow-task-import", action="store_true",
@@ -30,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--task on the command line may always name one")
     for dest, (_, typ) in _FLAGS.items():
         p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=typ, default=None)
+    p.add_argument("--threads", type=_threads_arg, default=None, metavar="N|auto",
+                   help="torch CPU threads (default auto: the cores not busy with other work, shared among this "
+                        "node's processes; OMP_NUM_THREADS, if set, is kept; a CUDA run keeps torch's setting)")
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a task option, e.g. --task-option seq_len=512 (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -63,9 +78,11 @@ def build_config(args: argparse.Namespace) -> Any:
     for dest, (key, _) in _FLAGS.items():
         if getattr(args, dest) is not None:
             over[key] = getattr(args, dest)
-    for name in ("fsdp", "progress"):
+    for name in ("fsdp", "progress", "threads"):
         if getattr(args, name) is not None:
             over[name] = getattr(args, name)
+    if "threads" not in over and "threads" not in base:  # the command's default; TrainConfig's is None (keep)
+        over["threads"] = "auto"
     if args.resume is not None:
         over["resume"] = True if args.resume == "auto" else args.resume
     over.update(parse_key_values(args.task_option, "--task-option", prefix="task_options."))

@@ -1,7 +1,7 @@
 """Hugging Face transformers integration: config/model classes, Auto* registration, core <-> HF conversion.
 
 Importing this module registers model_type "sessa" with AutoConfig, AutoModel and AutoModelForCausalLM
-(`import sessa` does it when transformers is installed).
+(`import sessa` arranges it for the moment transformers is imported).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers.models.auto import modeling_auto
 
 from sessa.models.hf_config import PEFT_TARGET_MODULES, SessaConfig, register_peft
 from sessa.models.hf_model import SessaForCausalLM, SessaModel, SessaPreTrainedModel
@@ -20,6 +21,11 @@ def register() -> None:
     AutoConfig.register(SessaConfig.model_type, SessaConfig, exist_ok=True)
     AutoModel.register(SessaConfig, SessaModel, exist_ok=True)
     AutoModelForCausalLM.register(SessaConfig, SessaForCausalLM, exist_ok=True)
+    # the name table that tools such as lm-evaluation-harness consult to tell a causal LM (register()
+    # above fills only the class mapping); a plain dict in transformers 5, so leave it alone otherwise
+    names = getattr(modeling_auto, "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", None)
+    if isinstance(names, dict):
+        names.setdefault(SessaConfig.model_type, SessaForCausalLM.__name__)
     register_peft()  # PEFT's default LoRA targets, if PEFT is already imported (else on first use)
 
 

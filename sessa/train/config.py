@@ -14,6 +14,7 @@ from sessa.utils.checks import SPLITS, check_bool, check_choice, check_float, ch
 
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+CKPT_EVERY_RANGE = (10, 1000)  # the default checkpoint interval's bounds, in steps (checkpoint_interval)
 
 
 def _yaml_float(v: object) -> object:
@@ -54,7 +55,7 @@ class TrainConfig:
     eval_batches: int | None = 8  # None: the whole eval split
     eval_batch_size: int | None = None  # sequences per evaluation batch (None: batch_size)
     eval_split: str = "validation"
-    ckpt_every: int = 0  # 0: a checkpoint only at the end (when out_dir is set)
+    ckpt_every: int | None = None  # None: about every 10 % of the run (checkpoint_interval); 0: only at the end
     keep_last: int = 3
     out_dir: str | None = None  # None: write nothing (no logs, no checkpoints) -- used by `sessa bench`
     resume: bool | str = False  # True/"auto": latest checkpoint in out_dir if any; or a checkpoint folder
@@ -64,6 +65,7 @@ class TrainConfig:
     tensorboard: bool = True  # used only when torch.utils.tensorboard imports
     fsdp: bool = False
     device: str = "auto"
+    threads: int | str | None = None  # torch CPU threads: N, "auto" (free cores; sessa train's default), None: keep
     num_workers: int = 0  # DataLoader worker processes building the batches ahead (0: in the training loop)
     check_finite: bool = True  # stop with NonFiniteLossError on NaN/Inf loss or gradient norm
 
@@ -79,12 +81,16 @@ class TrainConfig:
         if not isinstance(self.task_options, dict):
             raise TypeError(f"task_options must be a dict, got {type(self.task_options).__name__}")
         for name, lo in (("steps", 1), ("batch_size", 1), ("grad_accum", 1), ("warmup_steps", 0), ("seed", 0),
-                         ("eval_every", 0), ("ckpt_every", 0), ("keep_last", 1), ("log_every", 1),
+                         ("eval_every", 0), ("keep_last", 1), ("log_every", 1),
                          ("num_workers", 0)):
             check_int(name, getattr(self, name), lo=lo)
         check_int("eval_batches", self.eval_batches, lo=1, none_ok=True)
         check_int("eval_batch_size", self.eval_batch_size, lo=1, none_ok=True)
         check_int("stop_at", self.stop_at, lo=1, none_ok=True)
+        check_int("ckpt_every", self.ckpt_every, lo=0, none_ok=True)
+        if not (self.threads is None or self.threads == "auto" or (type(self.threads) is int and self.threads >= 1)):
+            error = ValueError if type(self.threads) is int else TypeError
+            raise error(f"threads must be an int >= 1, 'auto' or null, got {self.threads!r}")
         if self.stop_at is not None and self.stop_at > self.steps:
             raise ValueError(f"stop_at must lie in [1, steps = {self.steps}], got {self.stop_at}")
         if self.warmup_steps >= self.steps:  # the run would end before the learning rate peaks
@@ -119,6 +125,18 @@ class TrainConfig:
             raise TypeError(f"resume must be true/false, 'auto' or a checkpoint folder, got {self.resume!r}")
         if self.resume in (True, "auto") and self.out_dir is None:
             raise ValueError("resume=auto looks for checkpoints in out_dir: set out_dir (or give a checkpoint folder)")
+
+    @property
+    def checkpoint_interval(self) -> int:
+        """Steps between checkpoints (0: only the final one; every run with out_dir writes that one).
+
+        ckpt_every None (the default, for every task): every ceil(steps / 10) steps, so a stopped run loses
+        about a tenth of its work at most, but no more often than every CKPT_EVERY_RANGE[0] steps (short
+        runs) and at least every CKPT_EVERY_RANGE[1] steps (long runs)."""
+        if self.ckpt_every is not None:
+            return self.ckpt_every
+        lo, hi = CKPT_EVERY_RANGE
+        return min(hi, max(lo, -(-self.steps // 10)))
 
     @property
     def micro_batch_size(self) -> int:

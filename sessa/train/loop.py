@@ -41,6 +41,7 @@ from sessa.train.outdir import OutDirError, OutDirLock, prepare_out_dir
 from sessa.train.preempt import StopSignals, TrainingStopped
 from sessa.train.rng import seed_everything, set_rng_state
 from sessa.train.state import restore_state, save_state
+from sessa.train.threads import apply_threads
 from sessa.utils import IGNORE_INDEX
 
 # Changing any of these between a run and its resume would change the trajectory: refuse.
@@ -58,6 +59,11 @@ def _check_task(task: Any, cfg: TrainConfig) -> None:
         raise ValueError(f"model.vocab_size ({cfg.model.vocab_size}) must be >= the task's vocab_size "
                          f"({task.vocab_size}); set model.vocab_size: {task.vocab_size}")
     check_metric_names(task.metric_names)
+
+
+def _say(text: str, info: D.DistInfo) -> None:
+    if info.is_main:
+        print(text, file=sys.stderr, flush=True)
 
 
 def _warn(text: str, info: D.DistInfo) -> None:
@@ -142,6 +148,8 @@ def train(cfg: TrainConfig, *, task: Any = None, return_model: bool = False,
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     info = D.setup(cfg.device)
+    threads_before = apply_threads(cfg.threads, cuda=info.device.type == "cuda",
+                                   say=lambda line: _say(line, info))
     lock = None
     try:
         lock = _open_out_dir(cfg, info)
@@ -155,6 +163,9 @@ def train(cfg: TrainConfig, *, task: Any = None, return_model: bool = False,
         lock.release() if lock else None
         D.teardown(info, clean=False)
         raise
+    finally:  # no global state kept between calls
+        if threads_before is not None:
+            torch.set_num_threads(threads_before)
     lock.release() if lock else None
     D.teardown(info)
     return result
@@ -207,6 +218,7 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool, st
                    info=info)
     progress = Progress(cfg.progress and info.is_main, end, start, **(progress_bar or {}))
     last_ckpt, train_time, train_tokens = folder, 0.0, 0
+    every = cfg.checkpoint_interval
     model.train()
     try:
         data = step_batches(task, train_set, plan, start, end, info.rank, info.world_size, micro, cfg.num_workers)
@@ -254,7 +266,7 @@ def _train(cfg: TrainConfig, task: Any, info: D.DistInfo, return_model: bool, st
                 metrics = evaluate(model, task, cfg.eval_split, cfg.eval_batches, **eval_kw)
                 logger.log_eval({"step": done, "split": cfg.eval_split, **metrics})
                 progress.write(f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-            saved = bool(ckpt_root) and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == end)
+            saved = bool(ckpt_root) and ((every and done % every == 0) or done == end)
             if saved:
                 last_ckpt = save_state(ckpt_root, done, model, optimizer, sched, plan, logger, cfg, info)
                 logger.flush() if writes else None

@@ -1,5 +1,7 @@
 """Tail fits: exact recovery on clean curves, honest intervals on noisy ones, model comparison, validation."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -48,6 +50,24 @@ def test_t_quantile_matches_tables():
     assert t_quantile(0.975, 10) == pytest.approx(2.228, abs=2e-3)
     assert t_quantile(0.975, 30) == pytest.approx(2.042, abs=1e-3)
     assert t_quantile(0.975, 10**6) == pytest.approx(1.960, abs=1e-3)
+
+
+def test_t_quantile_normal_part_is_the_standard_normal_quantile():
+    # the limit df -> inf is the normal quantile; the bisection on erf it replaced agrees to rounding
+    def bisection(p):
+        lo, hi = -40.0, 40.0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < p else (lo, mid)
+        return (lo + hi) / 2
+
+    for p in (1e-9, 0.01, 0.025, 0.3, 0.5, 0.8, 0.975, 0.995, 1 - 1e-9):
+        assert t_quantile(p, 10**12) == pytest.approx(bisection(p), rel=1e-9, abs=1e-12)
+    for bad in (0.0, 1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="p"):
+            t_quantile(bad, 10)
+    with pytest.raises(ValueError, match="df"):
+        t_quantile(0.9, 0)
 
 
 def test_geometric_lags():
