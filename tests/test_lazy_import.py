@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 # every command whose add_arguments stays light (bench's needs the model table, which imports torch)
-LIGHT_COMMANDS = ["train", "eval", "data", "generate", "tails", "info"]
+LIGHT_COMMANDS = ["bench", "train", "eval", "data", "generate", "tails", "info"]
 
 
 def _python(*args: str) -> subprocess.CompletedProcess:
