@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="models trained at once, one process each (default: min(2, CPU count), or 1 with CUDA); "
                         "--jobs 1 trains them one after another in this process")
     p.add_argument("--no-progress", action="store_true", help="no per-step progress bar for each model run")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the table from the runs already finished in --out; train nothing")
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a task option, e.g. --task-option max_len=512 (repeatable)")
 
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                                  "its budget from the preset; use a preset YAML file to change it)")
         out = args.out or "bench_paper"
         run_study(out, args.preset, parts=None if args.parts is None else _csv(args.parts), models=models,
-                  seeds=seeds, jobs=jobs, threads=args.threads, progress=progress)
+                  seeds=seeds, jobs=jobs, threads=args.threads, progress=progress, train=not args.report_only)
         print(f"\nwrote {os.path.join(out, 'results.md')} (tables, legends, curves) and results.json")
         return 0
     if args.parts is not None:
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         args.task, args.preset, models=models, seeds=seeds, steps=args.steps,
         task_options=parse_key_values(args.task_option, "--task-option"), tolerance=args.tolerance,
         threads=args.threads, jobs=jobs, allow_task_import=True,  # named on the command line: trusted
-        out_dir=out, progress=progress,
+        out_dir=out, progress=progress, train=not args.report_only,
     )
     print()
     print(format_table(results))

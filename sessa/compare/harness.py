@@ -152,6 +152,7 @@ def run_bench(
     allow_task_import: bool = False,
     out_dir: str | None = None,
     progress: bool = False,
+    train: bool = True,
 ) -> dict[str, Any]:
     """Train every model for every seed, evaluate on the test split, return a JSON-able results dict.
 
@@ -162,6 +163,7 @@ def run_bench(
     out_dir: each finished (model, seed) is saved there at once (sessa.compare.runs) with results.json/.md/.png
     rewritten; runs already there with the same settings are loaded instead of trained (resume).
     progress: a tqdm bar per model run (steps, loss, tokens/s).
+    train: False reports the runs finished in out_dir and trains nothing (the rest is listed as missing).
     """
     check_int("jobs", jobs, lo=1)
     check_float("tolerance", tolerance, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
@@ -171,7 +173,8 @@ def run_bench(
         try:
             return run_bench(task_name, preset, models=models, seeds=seeds, steps=steps,
                              task_options=task_options, tolerance=tolerance, threads=None, jobs=jobs, log=log,
-                             allow_task_import=allow_task_import, out_dir=out_dir, progress=progress)
+                             allow_task_import=allow_task_import, out_dir=out_dir, progress=progress,
+                             train=train)
         finally:
             torch.set_num_threads(before)
     from sessa.compare.report import write_outputs
@@ -219,6 +222,12 @@ def run_bench(
             done[key] = run
             say(f"  {key[0]:<11} seed {key[1]}: finished earlier, read from {out_dir}")
     todo = [key for key in args if key not in done]
+    if not train:
+        if out_dir is None:
+            raise ValueError("train=False reports the runs saved in out_dir: give out_dir")
+        if todo:
+            say(f"  not trained (report only): {', '.join(f'{n} seed {s}' for n, s in todo)}")
+        todo = []
 
     def snapshot() -> dict[str, Any]:
         return json_safe({**results, "models": summarize(configs, done, seeds),

@@ -2,9 +2,10 @@
 
 "laptop" is the README's main job: tiny models (D = 64, 2 blocks) on short sequences (Diffuse MQAR train lags
 64-128, test up to 4x), a budget that fits about 2 minutes per model on 2 CPU cores; SymbolSoup (400-600
-characters in the authors' counting, about 200-300 compact tokens) takes one block and 1500 steps. "paper" and "paper-350m" follow the paper's sizes for GPU
-users (123.7M and 344.9M parameters with a 50,257-token vocabulary; fewer with a task's small vocabulary,
-e.g. 85M and 287M on SymbolSoup); their SymbolSoup examples are 1024-2048 tokens long as in the paper.
+characters in the authors' counting, about 200-300 compact tokens) takes one block and 1500 steps.
+"paper" and "paper-350m" follow the paper's sizes for GPU users (123.7M and 344.9M parameters with a
+50,257-token vocabulary; fewer with a task's small vocabulary, e.g. 85M and 287M on SymbolSoup); their
+SymbolSoup examples are 1024-2048 tokens long as in the paper.
 A preset's "budget" holds sessa.train.TrainConfig fields; "mixer_options" maps a mixer name to the options
 its matched baseline starts from; "per_task" maps a task name to "model" / "budget" entries that override the
 preset's for that task (e.g. SymbolSoup's longer sequences need one block and more steps on a laptop).

@@ -54,6 +54,8 @@ def format_table(results: dict[str, Any]) -> str:
                      s["accuracy"]["std"]), _pm(s["top5"]["mean"], s["top5"]["std"])]
         else:
             cells = [_pm(s[metric]["mean"], s[metric]["std"]), _num(mean_se(m, metric))]
+        if len(m["runs"]) != n:  # an unfinished study: say how many seeds this row has
+            cells[0] += f" ({len(m['runs'])} seed{'s' if len(m['runs']) > 1 else ''})"
         d = diffs.get(name)
         if d is None:
             delta = "-"

@@ -19,9 +19,15 @@ from sessa.utils.io import atomic_write_json, json_safe, read_json_file
 MAX_RUN_BYTES = 64 * 1024 * 1024
 
 
+# budget fields that cannot change a bench run's result (bench runs write no checkpoints; threads and data
+# workers change speed only), left out so that a run stays reusable when such a default changes
+BOOKKEEPING = frozenset({"ckpt_every", "keep_last", "num_workers", "threads", "log_every"})
+
+
 def run_settings(task: str, task_options: dict[str, Any], budget: dict[str, Any], model: dict[str, Any],
                  seed: int) -> dict[str, Any]:
     """Everything that determines a run's result (as JSON-able data)."""
+    budget = {k: v for k, v in budget.items() if k not in BOOKKEEPING}
     return json_safe({"task": task, "task_options": task_options, "budget": budget, "model": model, "seed": seed})
 
 
@@ -53,8 +59,11 @@ def load_run(out_dir: str | os.PathLike, model: str, seed: int, settings: dict[s
     data = read_json_file(path, max_bytes=MAX_RUN_BYTES)
     if not isinstance(data, dict) or not isinstance(data.get("settings"), dict) or "run" not in data:
         raise ValueError(f"{path} is not a sessa bench run file; move it away or use another --out folder")
-    if data.get("fingerprint") != fingerprint(settings):
-        diff = _differences(data["settings"], settings)[:4]
+    stored = data["settings"]
+    if isinstance(stored.get("budget"), dict):  # files written before a bookkeeping field was left out
+        stored = {**stored, "budget": {k: v for k, v in stored["budget"].items() if k not in BOOKKEEPING}}
+    if fingerprint(stored) != fingerprint(settings):
+        diff = _differences(stored, settings)[:4]
         raise ValueError(f"{path} holds a {model} run with other settings: {'; '.join(diff) or 'unreadable'}. "
                          "Use another --out folder to run the changed study (the finished runs stay as they are)")
     return data["run"]

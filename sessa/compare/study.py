@@ -48,8 +48,9 @@ def _check_parts(parts: list[str] | None) -> list[str]:
 def run_study(out_dir: str, preset: str = "laptop", *, parts: list[str] | None = None,
               models: list[str] | None = None, seeds: list[int] | None = None, jobs: int = 1,
               threads: int | None = 1, progress: bool = True, log: Callable[[str], None] | None = print,
-              ) -> dict[str, Any]:
-    """Run (or resume) every part into out_dir/<part>/ and write the combined report; returns its data."""
+              train: bool = True) -> dict[str, Any]:
+    """Run (or resume) every part into out_dir/<part>/ and write the combined report; returns its data.
+    train=False writes the report from the runs finished so far and trains nothing."""
     from sessa.compare.report import format_table, plot_extrapolation
 
     parts = _check_parts(parts)
@@ -63,7 +64,7 @@ def run_study(out_dir: str, preset: str = "laptop", *, parts: list[str] | None =
         say(f"\n== {part} ==")
         results["parts"][part] = run_bench(
             task, preset, models=models, seeds=seeds, task_options=options, threads=threads, jobs=jobs, log=log,
-            out_dir=os.path.join(out_dir, part), progress=progress)
+            out_dir=os.path.join(out_dir, part), progress=progress, train=train)
         results["parts"][part]["role"] = role
     results["total_time_s"] = time.perf_counter() - t0  # this invocation only (resumed runs cost nothing)
     md = [f"# sessa bench paper (preset {preset})", ""]

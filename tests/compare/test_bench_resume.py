@@ -128,3 +128,16 @@ def test_cli_paper_options(capsys):
     assert "--steps is not used" in capsys.readouterr().err
     assert main(["bench", "symbolsoup", "--parts", "lm"]) == 2
     assert "--parts" in capsys.readouterr().err
+
+
+def test_report_only_trains_nothing_and_marks_missing_seeds(preset, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    run_bench("symbolsoup", preset, models=["sessa"], seeds=[0], threads=1, log=None, out_dir=str(out))
+    monkeypatch.setattr(harness, "run_one", lambda *a, **k: pytest.fail("report-only trained a model"))
+    res = run_bench("symbolsoup", preset, models=["sessa", "attention"], seeds=[0, 1], threads=1, log=None,
+                    out_dir=str(out), train=False)
+    assert list(res["models"]) == ["sessa"] and res["complete"] is False
+    table = format_table(res)
+    assert "(1 seed)" in table and "unfinished" in table
+    with pytest.raises(ValueError, match="out_dir"):
+        run_bench("symbolsoup", preset, models=["sessa"], seeds=[0], threads=1, log=None, train=False)
