@@ -10,6 +10,7 @@ cannot run here is listed in NOT_RUN with the reason; one that is neither run no
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -147,6 +148,7 @@ FAST: set[str] = {
 TABLES = {"NOT_RUN": NOT_RUN, "NEEDS": NEEDS, "FILES": FILES, "PRELUDE": PRELUDE, "CONTINUES": CONTINUES,
           "CHECK": CHECK, "FAST": dict.fromkeys(FAST)}
 TIMEOUT_S = 900
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 BLOCKS = all_blocks()
 UNITS = units(BLOCKS)
@@ -212,6 +214,32 @@ def _run(cmd: list[str], cwd: str, env: dict) -> None:
 
 
 @pytest.fixture(scope="session")
+def run_python(tmp_path_factory):
+    """run_python(script, cwd): the script in a process forked from one that imported torch and transformers
+    (tests/docs/forkserver.py: fresh globals, `sessa` not pre-imported), asserting exit status 0."""
+    logs = tmp_path_factory.mktemp("forkserver")
+    env = _env(_shims(str(logs / "bin")))
+    server = subprocess.Popen([sys.executable, os.path.join(HERE, "forkserver.py")], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def run(script: str, cwd: str) -> None:
+        out, err = os.path.join(cwd, "snippet.stdout"), os.path.join(cwd, "snippet.stderr")
+        server.stdin.write(json.dumps({"script": script, "cwd": cwd, "stdout": out, "stderr": err,
+                                       "timeout": TIMEOUT_S}) + "\n")
+        server.stdin.flush()
+        reply = server.stdout.readline()
+        assert reply, f"the fork server died (exit {server.poll()})"
+        rc = json.loads(reply)["rc"]
+        if rc != 0:
+            text = [open(p, encoding="utf-8", errors="replace").read() for p in (out, err)]
+            pytest.fail(f"exit {rc}\n--- stdout\n{text[0][-3000:]}\n--- stderr\n{text[1][-4000:]}")
+
+    yield run
+    server.stdin.close()
+    server.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
 def artifact(tmp_path_factory):
     """artifact(name) -> folder of a checkpoint built once per session by the commands in ARTIFACTS."""
     built: dict[str, str] = {}
@@ -231,7 +259,7 @@ def artifact(tmp_path_factory):
 
 
 @pytest.mark.parametrize("unit", list(_cases()))
-def test_doc_example_runs(unit: Unit, tmp_path, artifact):
+def test_doc_example_runs(unit: Unit, tmp_path, artifact, run_python):
     cwd = str(tmp_path / "work")
     os.makedirs(cwd)
     _workdir(cwd, _one(FILES, unit.id))
@@ -247,7 +275,7 @@ def test_doc_example_runs(unit: Unit, tmp_path, artifact):
         script = os.path.join(cwd, "snippet.py")
         with open(script, "w", encoding="utf-8") as fh:
             fh.write("\n".join(parts) + "\n")
-        _run([sys.executable, script], cwd, env)
+        run_python(script, cwd)
         return
     _run(["bash", "-eo", "pipefail", "-c", unit.code], cwd, env)
     # an example that names an output folder must have written it
