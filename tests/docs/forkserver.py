@@ -1,9 +1,10 @@
-"""Run Python scripts, each in its own forked process, after importing the heavy third-party modules once.
+"""Run Python scripts, each in its own forked process, after importing torch once.
 
-On the 2-core CI machine `import torch, transformers` costs 5-10 s of a docs example's 6-15 s; forking a
-process that already holds them makes each example a fresh process with fresh globals for a fraction of
-that. `sessa` itself is NOT imported here, so an example that forgets `import sessa` (which registers the
-Auto classes) still fails as it would for a user.
+On the 2-core CI machine `import torch` costs 2-5 s of a docs example's few seconds; forking a process that
+already holds it makes each example a fresh process with fresh globals for a fraction of that. Neither
+`sessa` nor `transformers` is imported here: `import sessa` registers the Auto classes with transformers
+(at once, or when transformers is first imported), and an example must meet that in the order a user's
+fresh interpreter does.
 
 Protocol: one JSON request per stdin line, {"script", "cwd", "stdout", "stderr", "timeout"}; one JSON reply
 per stdout line, {"rc": exit status, or -9 after a timeout}.
@@ -18,10 +19,6 @@ import time
 import traceback
 
 import torch  # noqa: F401  (imported for the children)
-import transformers  # noqa: F401
-import transformers.generation  # noqa: F401
-import transformers.modeling_utils  # noqa: F401
-import transformers.pipelines  # noqa: F401
 
 
 def _child(req: dict) -> None:

@@ -49,8 +49,8 @@ NOT_RUN: dict[str, str] = {
     "docs/CONTRACTS.md[3] SessaConfig(**core_fields, *": SIGNATURES,
     "docs/CONTRACTS.md[4] task = build_task(name, **options) *": SIGNATURES,
     "docs/CONTRACTS.md[5] TrainConfig(model: SessaConfig, *": SIGNATURES,
-    "docs/bench.md[1].*": BENCH,
-    "docs/bench.md[2] class MyMixer(nn.Module):": "a skeleton (`...`); tests/compare/test_new_mixer.py adds a "
+    "docs/bench.md[*].* sessa bench *": BENCH,
+    "docs/bench.md[*] class MyMixer(nn.Module):": "a skeleton (`...`); tests/compare/test_new_mixer.py adds a "
                                                   "complete mixer exactly this way",
     "docs/tasks.md[5] # mytasks.py": "a skeleton (`...`); tests/tasks/mytasks.py is that module, complete, and "
                                      "the examples that name it run with it",
@@ -225,8 +225,8 @@ def _run(cmd: list[str], cwd: str, env: dict) -> None:
 
 @pytest.fixture(scope="session")
 def run_python(tmp_path_factory):
-    """run_python(script, cwd): the script in a process forked from one that imported torch and transformers
-    (tests/docs/forkserver.py: fresh globals, `sessa` not pre-imported), asserting exit status 0."""
+    """run_python(script, cwd): the script in a process forked from one that imported torch
+    (tests/docs/forkserver.py: fresh globals, neither sessa nor transformers pre-imported); exit status 0."""
     logs = tmp_path_factory.mktemp("forkserver")
     env = _env(_shims(str(logs / "bin")))
     server = subprocess.Popen([sys.executable, os.path.join(HERE, "forkserver.py")], env=env, text=True,
