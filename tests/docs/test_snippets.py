@@ -1,10 +1,11 @@
 """Every code example of README.md and docs/*.md runs as written.
 
-Python blocks run whole in a fresh interpreter; shell blocks run one command at a time through bash, with
+Python blocks run whole, each in a fresh process (forked from one that has imported torch only: see
+forkserver.py); shell blocks run one command at a time through bash, with
 `sessa` = `python -m sessa` and `torchrun` = `python -m torch.distributed.run` of this checkout. Each runs
 in its own temporary folder holding a copy of configs/. What an example takes from its surroundings (a
 checkpoint an earlier example trained, the tensors the prose names) is declared below, never guessed: a
-checkpoint is built once per session by the same command the docs give and copied in. An example that
+checkpoint is built once per session by the docs' own command (fewer steps) and copied in. An example that
 cannot run here is listed in NOT_RUN with the reason; one that is neither run nor listed fails the suite.
 """
 
@@ -52,8 +53,8 @@ NOT_RUN: dict[str, str] = {
     "docs/bench.md[*].* sessa bench *": BENCH,
     "docs/bench.md[*] class MyMixer(nn.Module):": "a skeleton (`...`); tests/compare/test_new_mixer.py adds a "
                                                   "complete mixer exactly this way",
-    "docs/tasks.md[5] # mytasks.py": "a skeleton (`...`); tests/tasks/mytasks.py is that module, complete, and "
-                                     "the examples that name it run with it",
+    "docs/tasks.md[5] # mytasks.py": "a skeleton (`...`); the examples naming mytasks:build run with it "
+                                     "completed (_MYTASKS below)",
     "docs/tasks.md[6].1 sessa train --task mytasks:build *": "long: 6.7 min on 2 cores (the default "
                                                              "2.2M-parameter model at seq_len 256)",
     "docs/tasks.md[6].3 sessa bench mytasks:build --preset laptop": BENCH,
