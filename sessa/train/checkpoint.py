@@ -97,10 +97,16 @@ def resume_candidates(root: str) -> list[str]:
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> str:
-    """Accept a checkpoint folder, a run's out_dir, or its checkpoints/ folder; return the checkpoint folder."""
+    """Accept a checkpoint folder, a run's out_dir, its checkpoints/ folder or the checkpoints/latest pointer
+    file; return the checkpoint folder."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    if os.path.isfile(path) and os.path.basename(path) == LATEST:
+        found = _pointer_target(os.path.dirname(path))
+        if found:
+            return found
+        raise CheckpointError(f"{path}: names no complete checkpoint folder next to it")
     if any(os.path.isfile(os.path.join(path, n)) for n in (MODEL_FILE, STATE_FILE, CONFIG_FILE)):
         return path
     for root in (os.path.join(path, "checkpoints"), path):
