@@ -182,6 +182,29 @@ def plot_extrapolation(results: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+def format_curve_table(results: dict[str, Any]) -> str:
+    """Markdown: test accuracy per lag bin (rows: models, mean over seeds; columns: mean lag of the bin), the
+    text form of plot_extrapolation. Models whose seeds binned differently show their first seed."""
+    rows, header = [], None
+    for name, m in results["models"].items():
+        runs = [r["test"]["by_lag"] for r in m["runs"] if "by_lag" in r["test"]]
+        if not runs:
+            continue
+        same = [r for r in runs if r["centers"] == runs[0]["centers"]]
+        acc = [sum(r["accuracy"][j] for r in same) / len(same) for j in range(len(runs[0]["centers"]))]
+        header = header or runs[0]["centers"]
+        if runs[0]["centers"] == header:
+            rows.append(f"| {name} | " + " | ".join(f"{a:.3f}" for a in acc) + " |")
+    if header is None:
+        return ""
+    hi = results.get("max_train_lag")
+    cols = [f"{c:.0f}" + ("*" if hi and c > hi else "") for c in header]
+    lines = ["| model \\ lag | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1), *rows]
+    if hi:
+        lines.append(f"\n\\* beyond the longest training lag ({hi}). Mean over seeds; the lag is the mean in each bin.")
+    return "\n".join(lines)
+
+
 def write_outputs(results: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, str]:
     """Write results.json, results.md and results.png into out_dir (each via temp file + os.replace)."""
     out_dir = os.fspath(out_dir)

@@ -51,7 +51,7 @@ def run_study(out_dir: str, preset: str = "laptop", *, parts: list[str] | None =
               train: bool = True) -> dict[str, Any]:
     """Run (or resume) every part into out_dir/<part>/ and write the combined report; returns its data.
     train=False writes the report from the runs finished so far and trains nothing."""
-    from sessa.compare.report import format_table, plot_extrapolation
+    from sessa.compare.report import format_curve_table, format_table, plot_extrapolation
 
     parts = _check_parts(parts)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -73,7 +73,7 @@ def run_study(out_dir: str, preset: str = "laptop", *, parts: list[str] | None =
         if "curve" in res["role"]:
             png = f"extrapolation_{part}.png"
             atomic_write_bytes(os.path.join(out_dir, png), plot_extrapolation(res))
-            md += [f"![accuracy vs lag, {part}]({png})", ""]
+            md += [f"![accuracy vs lag, {part}]({png})", "", format_curve_table(res), ""]
         md += [format_table(res), ""]
     runs = [r for res in results["parts"].values() for m in res["models"].values() for r in m["runs"]]
     results["run_time_s"] = sum(r["wall_time_s"] for r in runs)

@@ -114,6 +114,7 @@ def test_study_writes_tables_and_resumes(preset, tmp_path, monkeypatch):
     assert res["parts"]["symbolsoup"]["complete"] is True
     md = (out / "results.md").read_text()
     assert "## SymbolSoup (Table 1)" in md and "| sessa |" in md and "Wall time" in md
+    assert "| model \\ lag |" in md and (out / "extrapolation_symbolsoup.png").read_bytes()[:4] == b"\x89PNG"
     monkeypatch.setattr(harness, "run_one", lambda *a, **k: pytest.fail("a finished run was trained again"))
     again = run_study(str(out), preset, parts=["symbolsoup"], models=MODELS, seeds=[0], progress=False, log=None)
     assert again["parts"]["symbolsoup"]["models"] == res["parts"]["symbolsoup"]["models"]
