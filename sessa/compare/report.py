@@ -61,7 +61,8 @@ def format_table(results: dict[str, Any]) -> str:
             delta = "-"
         else:
             star = "*" if d["p"] is not None and d["p"] < 0.05 else ""
-            delta = f"{d['delta']:+.4f}" + ("" if d["p"] is None else f" ({d['p']:.2g}){star}")
+            p = "" if d["p"] is None else f" ({'<1e-6' if d['p'] < 1e-6 else format(d['p'], '.2g')}){star}"
+            delta = f"{d['delta']:+.4f}{p}"
         row = [name, *cells, delta, _pm(s["loss"]["mean"], s["loss"]["std"], 3), f"{m['params']:,}",
                _matched(m["match"]), f"{m['tokens_per_s']:,.0f}", f"{m['wall_time_s']:.1f}"]
         if ref:
