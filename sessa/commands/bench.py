@@ -69,6 +69,20 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from sessa.train import TrainingStopped
+
+    try:
+        return _run(args)
+    except (TrainingStopped, KeyboardInterrupt) as e:  # SIGTERM / Ctrl-C: finished runs are already on disk
+        out = args.out or ("bench_paper" if args.task == "paper" else "bench_out")
+        print(f"sessa bench: stopped; the model runs that had finished are saved in {out}/ (the one in flight "
+              "is not); run the same command again to resume", file=sys.stderr, flush=True)
+        return e.exit_code if isinstance(e, TrainingStopped) else 130
+
+
+def _run(args: argparse.Namespace) -> int:
     from sessa.commands.common import parse_key_values
     from sessa.compare.presets import model_names
     from sessa.compare.report import format_table

@@ -142,3 +142,15 @@ def test_report_only_trains_nothing_and_marks_missing_seeds(preset, tmp_path, mo
     assert "(1 seed)" in table and "unfinished" in table
     with pytest.raises(ValueError, match="out_dir"):
         run_bench("symbolsoup", preset, models=["sessa"], seeds=[0], threads=1, log=None, train=False)
+
+
+def test_cli_stop_says_how_to_resume(preset, tmp_path, monkeypatch, capsys):
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness, "run_one", stopped)
+    out = tmp_path / "out"
+    assert main(["bench", "symbolsoup", "--preset", preset, "--models", "sessa", "--seeds", "0", "--jobs", "1",
+                 "--out", str(out), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "stopped" in err and str(out) in err and "run the same command again to resume" in err
