@@ -172,7 +172,7 @@ def plot_extrapolation(results: dict[str, Any]) -> bytes:
         ax.axvline(hi, color="grey", ls="--", lw=1, label=f"longest training lag ({hi})")
     ax.set_xlabel("lag: tokens from the answer back to its evidence")
     ax.set_ylabel("test accuracy")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(bottom=0.0)  # accuracies at laptop scale are low: let the top follow the data
     n = len(results["seeds"])
     ax.set_title(f"{results['task']}: accuracy vs lag ({n} seed{'s' if n > 1 else ''}; thin lines: single seeds)")
     ax.legend(fontsize=8)
