@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# the main job is one slice of `sessa bench paper` (same folder: the full study later resumes from it)
 bench: $(STAMP)
-	$(VENV)/bin/sessa bench diffuse_mqar --preset laptop --models sessa,attention,mamba2,sessa-nofb
+	$(VENV)/bin/sessa bench paper --parts diffuse_mqar --seeds 0 --models sessa,attention,llama,mamba2,sessa-nofb \
+		--out bench_paper
 
 # pytest exits 5 when a marker deselects everything: that is not a failure here.
 test: $(STAMP)

@@ -105,9 +105,14 @@ def _run(args: argparse.Namespace) -> int:
             if getattr(args, flag):
                 raise ValueError(f"--{flag.replace('_', '-')} is not used by 'sessa bench paper' (each part takes "
                                  "its budget from the preset; use a preset YAML file to change it)")
+        from sessa.compare.study import TITLES
+
         out = args.out or "bench_paper"
-        run_study(out, args.preset, parts=None if args.parts is None else _csv(args.parts), models=models,
-                  seeds=seeds, jobs=jobs, threads=args.threads, progress=progress, train=not args.report_only)
+        study = run_study(out, args.preset, parts=None if args.parts is None else _csv(args.parts), models=models,
+                          seeds=seeds, jobs=jobs, threads=args.threads, progress=progress,
+                          train=not args.report_only)
+        for part, res in study["parts"].items():
+            print(f"\n## {TITLES[part]}\n\n{format_table(res)}")
         print(f"\nwrote {os.path.join(out, 'results.md')} (tables, legends, curves) and results.json")
         return 0
     if args.parts is not None:
