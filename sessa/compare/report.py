@@ -37,7 +37,7 @@ def format_table(results: dict[str, Any]) -> str:
 
     metric, models = results["metric"], results["models"]
     ref = results.get("paper_reference") or {}
-    n = len(results["seeds"])
+    n = max((len(m["runs"]) for m in models.values()), default=0)  # seeds finished (all asked for when complete)
     spread = f"mean ± std, {n} seeds" if n > 1 else "1 seed: no spread"
     lm = metric == "perplexity"
     cols = ["test perplexity", "top-1", "top-5"] if lm else ["test accuracy", "± SE"]
@@ -173,7 +173,7 @@ def plot_extrapolation(results: dict[str, Any]) -> bytes:
     ax.set_xlabel("lag: tokens from the answer back to its evidence")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(bottom=0.0)  # accuracies at laptop scale are low: let the top follow the data
-    n = len(results["seeds"])
+    n = max((len(m["runs"]) for m in results["models"].values()), default=0)
     ax.set_title(f"{results['task']}: accuracy vs lag ({n} seed{'s' if n > 1 else ''}; thin lines: single seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -139,7 +139,7 @@ def test_report_only_trains_nothing_and_marks_missing_seeds(preset, tmp_path, mo
                     out_dir=str(out), train=False)
     assert list(res["models"]) == ["sessa"] and res["complete"] is False
     table = format_table(res)
-    assert "(1 seed)" in table and "unfinished" in table
+    assert "1 seed: no spread" in table and "unfinished" in table  # the seeds finished, and that more were asked
     with pytest.raises(ValueError, match="out_dir"):
         run_bench("symbolsoup", preset, models=["sessa"], seeds=[0], threads=1, log=None, train=False)
 
