@@ -258,4 +258,7 @@ def run_bench(
             futures = {pool.submit(run_one, *args[key], progress_bar=bar(key)): key for key in todo}
             for fut in as_completed(futures):
                 report(futures[fut], fut.result())
-    return snapshot()  # JSON has no NaN/Inf: a diverged metric is reported as null
+    final = snapshot()  # JSON has no NaN/Inf: a diverged metric is reported as null
+    if out_dir is not None and done:  # also when every run was read back (resume, report-only)
+        write_outputs(final, out_dir)
+    return final

@@ -138,6 +138,7 @@ def test_report_only_trains_nothing_and_marks_missing_seeds(preset, tmp_path, mo
     res = run_bench("symbolsoup", preset, models=["sessa", "attention"], seeds=[0, 1], threads=1, log=None,
                     out_dir=str(out), train=False)
     assert list(res["models"]) == ["sessa"] and res["complete"] is False
+    assert json.loads((out / "results.json").read_text())["seeds"] == [0, 1]  # the report is written too
     table = format_table(res)
     assert "1 seed: no spread" in table and "unfinished" in table  # the seeds finished, and that more were asked
     with pytest.raises(ValueError, match="out_dir"):
