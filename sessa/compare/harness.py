@@ -259,6 +259,6 @@ def run_bench(
             for fut in as_completed(futures):
                 report(futures[fut], fut.result())
     final = snapshot()  # JSON has no NaN/Inf: a diverged metric is reported as null
-    if out_dir is not None and done:  # also when every run was read back (resume, report-only)
-        write_outputs(final, out_dir)
+    if out_dir is not None and done and not todo:  # every run read back (resume, report-only): report() wrote
+        write_outputs(final, out_dir)               # nothing, so the folder's outputs are written here
     return final

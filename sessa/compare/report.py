@@ -102,13 +102,35 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines + legend)
 
 
-def plot_png(results: dict[str, Any]) -> bytes:
-    """PNG: metric per model (mean ± std), accuracy vs lag or length (mean over seeds), training loss."""
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend (imported on first plot: matplotlib is slow to load)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _mean_accuracy(bins: list[dict[str, Any]]) -> list[float]:
+    """Per-bin accuracy averaged over runs whose bins line up (same number of bins, in the same order)."""
+    return [sum(b["accuracy"][j] for b in bins) / len(bins) for j in range(len(bins[0]["accuracy"]))]
+
+
+def plot_png(results: dict[str, Any]) -> bytes:
+    """PNG: metric per model (mean ± std), accuracy vs lag or length (mean over seeds), training loss."""
+    plt = _pyplot()
     metric = results["metric"]
     names = list(results["models"])
     group = "by_lag" if all("by_lag" in r["test"] for m in results["models"].values() for r in m["runs"]) \
@@ -121,11 +143,9 @@ def plot_png(results: dict[str, Any]) -> bytes:
     axes[0].set_title(f"{results['task']}: test {metric} ({len(results['seeds'])} seed(s))")
     for i, n in enumerate(names):
         runs = results["models"][n]["runs"]
-        centers = runs[0]["test"][group]["centers"]
-        acc = [sum(r["test"][group]["accuracy"][j] for r in runs) / len(runs) for j in range(len(centers))
-               if all(len(r["test"][group]["accuracy"]) == len(centers) for r in runs)]
-        if len(acc) == len(centers):
-            axes[1].plot(centers, acc, "o-", color=f"C{i}", label=n)
+        bins = [r["test"][group] for r in runs]
+        if all(len(b["accuracy"]) == len(bins[0]["centers"]) for b in bins):
+            axes[1].plot(bins[0]["centers"], _mean_accuracy(bins), "o-", color=f"C{i}", label=n)
         hist = runs[0]["loss_history"]
         k = max(1, len(hist) // 50)  # running mean for readability
         smooth = [sum(hist[j:j + k]) / len(hist[j:j + k]) for j in range(0, len(hist), k)]
@@ -142,22 +162,13 @@ def plot_png(results: dict[str, Any]) -> bytes:
     axes[2].set_xlabel("step")
     axes[2].set_ylabel("training loss (seed 0)")
     axes[2].legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def plot_extrapolation(results: dict[str, Any]) -> bytes:
     """PNG: test accuracy vs query lag for every model (mean over seeds, one thin line per seed), with the
     longest training lag marked: right of it the models extrapolate."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = _pyplot().subplots(figsize=(7.5, 4.5))
     for i, (name, m) in enumerate(results["models"].items()):
         runs = [r["test"]["by_lag"] for r in m["runs"] if "by_lag" in r["test"]]
         if not runs:
@@ -165,8 +176,7 @@ def plot_extrapolation(results: dict[str, Any]) -> bytes:
         for r in runs:
             ax.plot(r["centers"], r["accuracy"], color=f"C{i}", lw=0.6, alpha=0.35)
         if all(r["centers"] == runs[0]["centers"] for r in runs):
-            mean = [sum(r["accuracy"][j] for r in runs) / len(runs) for j in range(len(runs[0]["centers"]))]
-            ax.plot(runs[0]["centers"], mean, "o-", color=f"C{i}", label=name)
+            ax.plot(runs[0]["centers"], _mean_accuracy(runs), "o-", color=f"C{i}", label=name)
     hi = results.get("max_train_lag")
     if hi:
         ax.axvline(hi, color="grey", ls="--", lw=1, label=f"longest training lag ({hi})")
@@ -176,23 +186,19 @@ def plot_extrapolation(results: dict[str, Any]) -> bytes:
     n = max((len(m["runs"]) for m in results["models"].values()), default=0)
     ax.set_title(f"{results['task']}: accuracy vs lag ({n} seed{'s' if n > 1 else ''}; thin lines: single seeds)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def format_curve_table(results: dict[str, Any]) -> str:
     """Markdown: test accuracy per lag bin (rows: models, mean over seeds; columns: mean lag of the bin), the
-    text form of plot_extrapolation. Models whose seeds binned differently show their first seed."""
+    text form of plot_extrapolation. A model's row averages the seeds binned like its first seed; a model
+    binned differently from the first model has no row."""
     rows, header = [], None
     for name, m in results["models"].items():
         runs = [r["test"]["by_lag"] for r in m["runs"] if "by_lag" in r["test"]]
         if not runs:
             continue
-        same = [r for r in runs if r["centers"] == runs[0]["centers"]]
-        acc = [sum(r["accuracy"][j] for r in same) / len(same) for j in range(len(runs[0]["centers"]))]
+        acc = _mean_accuracy([r for r in runs if r["centers"] == runs[0]["centers"]])
         header = header or runs[0]["centers"]
         if runs[0]["centers"] == header:
             rows.append(f"| {name} | " + " | ".join(f"{a:.3f}" for a in acc) + " |")
