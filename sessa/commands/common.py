@@ -57,6 +57,25 @@ def device_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def threads_arg(text: str) -> int | str:
+    """argparse `type=` for --threads: an int >= 1 or 'auto' (sessa.train.threads.apply_threads)."""
+    import argparse
+
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be an int >= 1 or 'auto', got {text!r}")
+    return n
+
+
+THREADS_HELP = ("torch CPU threads (default auto: the cores not busy with other work; OMP_NUM_THREADS, if set, "
+                "is kept; a CUDA run keeps torch's setting)")
+
+
 def parse_key_values(items: list[str], flag: str = "--set", prefix: str = "") -> dict[str, Any]:
     """Several KEY=VALUE items -> {prefix + KEY: VALUE}; a later item wins."""
     out: dict[str, Any] = {}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
-from sessa.commands.common import device_arg
+from sessa.commands.common import THREADS_HELP, device_arg, threads_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=threads_arg, default="auto", metavar="N|auto", help=THREADS_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -48,13 +50,27 @@ def _task_spec(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, An
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command with --threads applied; torch's thread count is restored afterwards (in-process callers)."""
+    import torch
+
+    from sessa.train.threads import apply_threads
+
+    before = apply_threads(args.threads, cuda=args.device.startswith("cuda"),
+                           say=lambda m: print(m, file=sys.stderr))
+    try:
+        return _run(args)
+    finally:
+        if before is not None:
+            torch.set_num_threads(before)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from sessa.tasks import build_task
     from sessa.train.checkpoint import load_checkpoint, resolve_checkpoint
     from sessa.train.distributed import DistInfo
     from sessa.train.evaluate import evaluate
-
     folder = resolve_checkpoint(args.checkpoint)
     name, options = _task_spec(args, folder)
     task = build_task(name, allow_import=args.task is not None, **options)

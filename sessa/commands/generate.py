@@ -7,10 +7,9 @@ import os
 import sys
 from typing import Any
 
-from sessa.commands.common import device_arg
+from sessa.commands.common import THREADS_HELP, device_arg, threads_arg
 
 DEMO_CONFIG = {"vocab_size": 258, "d_model": 64, "n_layers": 2, "n_heads": 2}
-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-stop", action="store_true", help="ignore the stop token")
     p.add_argument("--no-cache", action="store_true", help="recompute the full forward every step (slow)")
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=threads_arg, default="auto", metavar="N|auto", help=THREADS_HELP)
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
@@ -90,12 +90,26 @@ class _Printer:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command with --threads applied; torch's thread count is restored afterwards (in-process callers)."""
+    import torch
+
+    from sessa.train.threads import apply_threads
+
+    before = apply_threads(args.threads, cuda=args.device.startswith("cuda"),
+                           say=lambda m: print(m, file=sys.stderr))
+    try:
+        return _run(args)
+    finally:
+        if before is not None:
+            torch.set_num_threads(before)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from sessa.generation import generate
     from sessa.models import SessaConfig, SessaLM
     from sessa.models.lm import supports_cache
-
     if args.random_init:
         cfg = dict(DEMO_CONFIG)
         if args.config:

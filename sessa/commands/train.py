@@ -9,6 +9,8 @@ import shlex
 import sys
 from typing import Any
 
+from sessa.commands.common import threads_arg
+
 # flag -> TrainConfig key (dotted for the model); None values are "not given" and leave the YAML alone
 _FLAGS: dict[str, tuple[str, type]] = {
     "task": ("task", str), "steps": ("steps", int), "batch_size": ("batch_size", int),
@@ -23,18 +25,6 @@ LAUNCHER_FLAGS = ("--launcher", "--nproc-per-node", "--nnodes", "--node-rank", "
                   "--rdzv-backend", "--master-addr", "--master-port")
 
 
-def _threads_arg(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--threads must be an int >= 1 or 'auto', got {text!r}")
-    return n
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML training config (see configs/); flags below override it")
     p.add_argument("--allow-task-import", action="store_true",
@@ -42,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--task on the command line may always name one")
     for dest, (_, typ) in _FLAGS.items():
         p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=typ, default=None)
-    p.add_argument("--threads", type=_threads_arg, default=None, metavar="N|auto",
+    p.add_argument("--threads", type=threads_arg, default=None, metavar="N|auto",
                    help="torch CPU threads (default auto: the cores not busy with other work, shared among this "
                         "node's processes; OMP_NUM_THREADS, if set, is kept; a CUDA run keeps torch's setting)")
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",

@@ -29,11 +29,6 @@ def example_rng(task: str, seed: int, split: str, index: int) -> random.Random:
     return random.Random(f"sessa/{task}/{seed}/{split}/{index}")
 
 
-def split_rng(task: str, seed: int, split: str, what: str) -> random.Random:
-    """Per-split RNG for split-level draws (e.g. the balanced label permutation)."""
-    return random.Random(f"sessa/{task}/{seed}/{split}/{what}")
-
-
 def pad_collate(examples: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a list of examples to [B, T_max]: input_ids with pad_id, labels with IGNORE_INDEX."""
     if len(examples) == 0:

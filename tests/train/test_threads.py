@@ -129,3 +129,26 @@ def test_train_applies_and_restores_threads(monkeypatch, capsys):
     train(tiny_config(threads="auto", steps=2, warmup_steps=1))
     assert torch.get_num_threads() == 1  # restored: no global state kept between calls
     assert "torch threads: 3 (3 usable cores, 0 busy" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["generate", "eval"])
+def test_inference_commands_pick_threads_and_restore(monkeypatch, capsys, tmp_path, command):
+    from sessa.cli import main
+
+    _fake_machine(monkeypatch, cpus=3, load=0.2)
+    torch.set_num_threads(1)
+    if command == "generate":
+        argv = ["generate", "--random-init", "--prompt", "ab", "--max-new-tokens", "2"]
+    else:
+        out = tmp_path / "run"
+        cfg = tiny_config(steps=2, warmup_steps=1, out_dir=str(out))
+        train(cfg)
+        capsys.readouterr()
+        argv = ["eval", "--checkpoint", str(out), "--task", cfg.task, "--batches", "1", "--batch-size", "2"]
+    assert main(argv) == 0
+    assert torch.get_num_threads() == 1  # restored after the command
+    assert "torch threads: 3 (3 usable cores, 0 busy" in capsys.readouterr().err
+    assert main([*argv, "--threads", "1"]) == 0 and "torch threads" not in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--threads", "0"])
+    assert "--threads must be an int >= 1 or 'auto'" in capsys.readouterr().err
