@@ -96,9 +96,10 @@ def format_table(results: dict[str, Any]) -> str:
     legend.append("- models: " + "; ".join(f"**{name}**: {model_summary(name)}" for name in models) + ".")
     legend.append(f"- task {results['task']} {results['task_options']}; preset {results['preset']}; budget "
                   f"{b['steps']} steps × batch {b['batch_size']}, AdamW lr {b['lr']} (warm-up {b['warmup_steps']}, "
-                  f"cosine to {b['min_lr_ratio']}×), clip {b['grad_clip']}; seeds {results['seeds']}; total "
-                  f"{results.get('total_time_s', 0.0):.0f} s" + ("" if results.get("complete", True) else
-                                                               " (unfinished: some runs are still missing)") + ".")
+                  f"cosine to {b['min_lr_ratio']}×), clip {b['grad_clip']}; seeds {results['seeds']}; training time "
+                  f"{sum(r['wall_time_s'] for m in results['models'].values() for r in m['runs']):.0f} s summed over "
+                  "the finished runs" + ("" if results.get("complete", True) else
+                                         " (unfinished: some runs are still missing)") + ".")
     return "\n".join(lines + legend)
 
 
