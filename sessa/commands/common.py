@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -74,6 +75,23 @@ def threads_arg(text: str) -> int | str:
 
 THREADS_HELP = ("torch CPU threads (default auto: the cores not busy with other work; OMP_NUM_THREADS, if set, "
                 "is kept; a CUDA run keeps torch's setting)")
+
+
+def run_with_threads(args: Any, body: Callable[[Any], int]) -> int:
+    """body(args) with args.threads applied to torch (see THREADS_HELP); the previous count is restored after,
+    so in-process callers get their setting back."""
+    import sys
+
+    import torch
+
+    from sessa.train.threads import apply_threads
+
+    before = apply_threads(args.threads, cuda=args.device.startswith("cuda"), say=lambda m: print(m, file=sys.stderr))
+    try:
+        return body(args)
+    finally:
+        if before is not None:
+            torch.set_num_threads(before)
 
 
 def parse_key_values(items: list[str], flag: str = "--set", prefix: str = "") -> dict[str, Any]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
 
-from sessa.commands.common import THREADS_HELP, device_arg, threads_arg
+from sessa.commands.common import THREADS_HELP, device_arg, run_with_threads, threads_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,17 +50,7 @@ def _task_spec(args: argparse.Namespace, folder: str) -> tuple[str, dict[str, An
 
 def run(args: argparse.Namespace) -> int:
     """The command with --threads applied; torch's thread count is restored afterwards (in-process callers)."""
-    import torch
-
-    from sessa.train.threads import apply_threads
-
-    before = apply_threads(args.threads, cuda=args.device.startswith("cuda"),
-                           say=lambda m: print(m, file=sys.stderr))
-    try:
-        return _run(args)
-    finally:
-        if before is not None:
-            torch.set_num_threads(before)
+    return run_with_threads(args, _run)
 
 
 def _run(args: argparse.Namespace) -> int:

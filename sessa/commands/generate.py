@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from sessa.commands.common import THREADS_HELP, device_arg, threads_arg
+from sessa.commands.common import THREADS_HELP, device_arg, run_with_threads, threads_arg
 
 DEMO_CONFIG = {"vocab_size": 258, "d_model": 64, "n_layers": 2, "n_heads": 2}
 
@@ -91,17 +91,7 @@ class _Printer:
 
 def run(args: argparse.Namespace) -> int:
     """The command with --threads applied; torch's thread count is restored afterwards (in-process callers)."""
-    import torch
-
-    from sessa.train.threads import apply_threads
-
-    before = apply_threads(args.threads, cuda=args.device.startswith("cuda"),
-                           say=lambda m: print(m, file=sys.stderr))
-    try:
-        return _run(args)
-    finally:
-        if before is not None:
-            torch.set_num_threads(before)
+    return run_with_threads(args, _run)
 
 
 def _run(args: argparse.Namespace) -> int:
