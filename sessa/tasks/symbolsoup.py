@@ -43,7 +43,7 @@ from typing import NamedTuple
 import torch
 
 from sessa.tasks.base import IGNORE_INDEX, SyntheticTask
-from sessa.utils.checks import SPLITS, check_choice, check_int, check_split
+from sessa.utils.checks import SPLITS, check_bool, check_choice, check_int, check_split
 
 ALPHABET = "abcdefghijklmnop"
 N_LETTERS = 16
@@ -308,7 +308,11 @@ class SymbolSoup(SyntheticTask):
     data_dir: read the splits from TSV files instead of generating them - our layout (train.tsv,
     validation.tsv, test.tsv, answers 'L<l>_R<r>') or the authors' own files as they are
     (<prefix>_train.tsv, <prefix>_val.tsv, <prefix>_test.tsv, answers 'CLASS_k', CRLF rows); the
-    generation options must then be left at their defaults."""
+    generation options must then be left at their defaults.
+
+    train_on_text: training examples are also scored on every letter of the Text (next-letter prediction,
+    an auxiliary loss that teaches the model the styles), not only on the class token; validation and test
+    examples are scored on the class token alone, so accuracy still measures the classification."""
 
     name = "symbolsoup"
     vocab_size = VOCAB_SIZE
@@ -319,9 +323,12 @@ class SymbolSoup(SyntheticTask):
 
     def __init__(self, *, n_train: int = 20000, n_validation: int = 2000, n_test: int = 2000,
                  min_len: int = 400, max_len: int = 600, seed: int = 0, tokenization: str = "char",
-                 data_dir: str | None = None) -> None:
+                 data_dir: str | None = None, train_on_text: bool = False) -> None:
         check_choice("tokenization", tokenization, ("char", "compact"))
         self.tokenization = tokenization
+        self.train_on_text = check_bool("train_on_text", train_on_text)
+        # only when set, so runs and files recorded before the option existed keep their settings
+        extra = {"train_on_text": True} if train_on_text else {}
         self._examples: dict[str, list[SoupExample]] = {}
         self.files: dict[str, str] | None = None
         if data_dir is not None:
@@ -333,7 +340,7 @@ class SymbolSoup(SyntheticTask):
             from sessa.tasks.tsv import find_split_files
 
             self.files = find_split_files(data_dir)
-            self.options = {"data_dir": data_dir, "tokenization": tokenization}
+            self.options = {"data_dir": data_dir, "tokenization": tokenization, **extra}
             return
         for opt, n in (("n_train", n_train), ("n_validation", n_validation), ("n_test", n_test)):
             check_int(opt, n, lo=N_CLASSES)
@@ -346,7 +353,7 @@ class SymbolSoup(SyntheticTask):
         self.sizes = {"train": n_train, "validation": n_validation, "test": n_test}
         self.seed = seed
         self.options = {"n_train": n_train, "n_validation": n_validation, "n_test": n_test,
-                        "min_len": min_len, "max_len": max_len, "seed": seed, "tokenization": tokenization}
+                        "min_len": min_len, "max_len": max_len, "seed": seed, "tokenization": tokenization, **extra}
 
     def prepare(self, *, progress: bool = False) -> None:
         """Draw every split now (otherwise done on first use); a no-op when drawn already or read from files."""
@@ -394,9 +401,13 @@ class SymbolSoup(SyntheticTask):
         return self._split(split)[index]
 
     def example(self, split: str, index: int) -> dict[str, torch.Tensor]:
+        split = check_split(split)
         ids = self.generate(split, index).ids(self.tokenization)
-        labels = [IGNORE_INDEX] * len(ids)
-        labels[-1] = ids[-1]  # scored only on the class token
+        if self.train_on_text and split == "train":  # every letter too (train_on_text)
+            labels = [t if LETTER0 <= t < CLASS0 else IGNORE_INDEX for t in ids]
+        else:
+            labels = [IGNORE_INDEX] * len(ids)
+        labels[-1] = ids[-1]  # the class token: the only one scored outside training with train_on_text
         return {"input_ids": torch.tensor(ids, dtype=torch.long),
                 "labels": torch.tensor(labels, dtype=torch.long)}
 

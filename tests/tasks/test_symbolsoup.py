@@ -77,6 +77,25 @@ def test_layout_and_scoring():
     assert int(item["input_ids"].max()) < task.vocab_size == VOCAB_SIZE
 
 
+@pytest.mark.parametrize("tokenization", ["char", "compact"])
+def test_train_on_text_scores_every_letter_in_training_only(tokenization):
+    plain, text = small(tokenization=tokenization), small(tokenization=tokenization, train_on_text=True)
+    assert "train_on_text" not in plain.options and text.options["train_on_text"] is True
+    item, base = text.example("train", 3), plain.example("train", 3)
+    assert torch.equal(item["input_ids"], base["input_ids"])  # the same data, only the scoring differs
+    ids, labels = item["input_ids"], item["labels"]
+    letters = (ids >= CLASS0 - 16) & (ids < CLASS0)  # a..p sit just below the class tokens
+    scored = labels != IGNORE_INDEX
+    assert torch.equal(scored[:-1], letters[:-1]) and bool(scored[-1])  # every letter, then the class token
+    assert torch.equal(labels[scored], ids[scored])  # labels are aligned with input_ids (the loss shifts)
+    assert int(letters.sum()) == sum(len(b) for b in text.generate("train", 3).blocks)
+    for split in ("validation", "val", "test"):  # evaluation still scores the class token alone
+        held = text.example(split, 3)["labels"]
+        assert (held != IGNORE_INDEX).nonzero().flatten().tolist() == [held.numel() - 1]
+    with pytest.raises(TypeError, match="train_on_text"):
+        small(train_on_text=1)
+
+
 def test_balanced_classes():
     task = small(n_train=400)
     for split in ("train", "validation", "test"):
@@ -270,3 +289,13 @@ def test_answer_lag_reaches_back_to_the_first_styled_letter(tokenization):
         first = pos - lag
         assert LETTER0 <= ids[first] < LETTER0 + 16 and SEP1 in ids[first - 2:first]
         assert SEP1 not in ids[:first - 2]  # the earlier styled block: after the first <sep1>
+
+
+def test_train_on_text_reads_files_too(tmp_path):
+    task = small(n_train=20, n_validation=20, n_test=20, train_on_text=True)
+    write_task_files(task, str(tmp_path))
+    read = build_task("symbolsoup", data_dir=str(tmp_path), train_on_text=True)
+    assert read.options == {"data_dir": str(tmp_path), "tokenization": "char", "train_on_text": True}
+    for split in ("train", "test"):
+        assert all(torch.equal(read.example(split, i)[k], task.example(split, i)[k])
+                   for i in range(20) for k in ("input_ids", "labels"))
