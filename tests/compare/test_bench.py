@@ -96,6 +96,17 @@ def test_config_files_mirror_presets():
         assert get_preset(os.path.join(ROOT, "configs", fname)) == PRESETS[name]
 
 
+def test_symbolsoup_text_preset_builds_its_task_and_models():
+    """configs/bench_symbolsoup_text.yaml: the laptop preset's SymbolSoup data with train_on_text, two blocks."""
+    from sessa.tasks import build_task
+
+    preset = get_preset(os.path.join(ROOT, "configs", "bench_symbolsoup_text.yaml"))
+    opts = preset["tasks"]["symbolsoup"]
+    assert opts == {**PRESETS["laptop"]["tasks"]["symbolsoup"], "train_on_text": True}
+    assert preset["model"]["n_layers"] == 2 and "per_task" not in preset
+    assert build_task("symbolsoup", **opts).options["train_on_text"] is True
+
+
 @pytest.mark.slow  # spawns two fresh interpreters (torch + transformers imports): ~30-60 s on a busy machine
 def test_parallel_jobs_give_the_same_runs(tmp_path):
     """--jobs 2 (one process per model) trains exactly what the in-process path trains."""
