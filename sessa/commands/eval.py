@@ -60,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     from sessa.train.checkpoint import load_checkpoint, resolve_checkpoint
     from sessa.train.distributed import DistInfo
     from sessa.train.evaluate import evaluate
+
     folder = resolve_checkpoint(args.checkpoint)
     name, options = _task_spec(args, folder)
     task = build_task(name, allow_import=args.task is not None, **options)

@@ -100,6 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     from sessa.generation import generate
     from sessa.models import SessaConfig, SessaLM
     from sessa.models.lm import supports_cache
+
     if args.random_init:
         cfg = dict(DEMO_CONFIG)
         if args.config:

@@ -25,7 +25,8 @@ Two styled blocks, one per style family, in random order; class k <-> (left styl
   its balanced class list (n / 20 of each class), then draws its examples in order. So the splits are made
   together, once, on first use (kept in memory), and a split depends on the sizes of the splits before it.
 
-As a causal LM task the model reads Text followed by the class token and is scored only on that token.
+As a causal LM task the model reads Text followed by the class token and is scored only on that token
+(with train_on_text, training examples are also scored on every letter).
 tokenization="char" (default) keeps the authors' counting (2M + 14 ids with the class token);
 "compact" keeps only letters and specials (M + 8 ids). With `data_dir` the examples are read from TSV files
 instead (ours or the authors' own, see sessa.tasks.tsv).
@@ -407,7 +408,7 @@ class SymbolSoup(SyntheticTask):
             labels = [t if LETTER0 <= t < CLASS0 else IGNORE_INDEX for t in ids]
         else:
             labels = [IGNORE_INDEX] * len(ids)
-        labels[-1] = ids[-1]  # the class token: the only one scored outside training with train_on_text
+        labels[-1] = ids[-1]  # the class token is always scored (alone, except training with train_on_text)
         return {"input_ids": torch.tensor(ids, dtype=torch.long),
                 "labels": torch.tensor(labels, dtype=torch.long)}
 

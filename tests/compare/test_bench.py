@@ -96,7 +96,7 @@ def test_config_files_mirror_presets():
         assert get_preset(os.path.join(ROOT, "configs", fname)) == PRESETS[name]
 
 
-def test_symbolsoup_text_preset_builds_its_task_and_models():
+def test_symbolsoup_text_preset_builds_its_task():
     """configs/bench_symbolsoup_text.yaml: the laptop preset's SymbolSoup data with train_on_text, two blocks."""
     from sessa.tasks import build_task
 
