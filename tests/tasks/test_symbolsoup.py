@@ -14,6 +14,7 @@ from sessa.tasks import build_task
 from sessa.tasks.symbolsoup import (
     CLASS0,
     LEFT_STYLES,
+    LETTER0,
     MOTIFS,
     N_CLASSES,
     N_RIGHT,
@@ -84,7 +85,7 @@ def test_train_on_text_scores_every_letter_in_training_only(tokenization):
     item, base = text.example("train", 3), plain.example("train", 3)
     assert torch.equal(item["input_ids"], base["input_ids"])  # the same data, only the scoring differs
     ids, labels = item["input_ids"], item["labels"]
-    letters = (ids >= CLASS0 - 16) & (ids < CLASS0)  # a..p sit just below the class tokens
+    letters = (ids >= LETTER0) & (ids < CLASS0)  # a..p
     scored = labels != IGNORE_INDEX
     assert torch.equal(scored[:-1], letters[:-1]) and bool(scored[-1])  # every letter, then the class token
     assert torch.equal(labels[scored], ids[scored])  # labels are aligned with input_ids (the loss shifts)
